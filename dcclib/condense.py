@@ -1,0 +1,450 @@
+"""Algorithm 1: dataset condensation by gradient matching (DC, DSA, DCC, DSAC, bi-level warm-up).
+
+Read top to bottom: the settings, the warm-up rule, one outer iteration, the run loop with
+checkpoints. The math of the losses lives in `matching.py`, the augmentation in `augment.py`.
+
+Loop names follow the paper: an outer iteration draws a fresh network (K_o of them); the inner
+loop makes K_i image updates on it; between two image updates the network trains T epochs on
+the synthetic set. Randomness is seeded per outer iteration from (seed, k_o), so a resumed run
+reproduces an uninterrupted one exactly, given the synthetic images and the image optimiser's
+momentum saved in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dcclib import io
+from dcclib.augment import DSAParams, default_dsa_strategy, dsa_augment, dsa_siamese, parse_strategy
+from dcclib.data import ImageDataset
+from dcclib.errors import UserError
+from dcclib.matching import CLASSWISE_MODES, DISTANCES, dc_loss, dcc_loss
+from dcclib.models import create_model, has_batchnorm, list_models
+from dcclib.seeding import derive_seed
+
+METHODS = ("dc", "dsa", "dcc", "dsac")
+WARMUPS = ("bilevel", "none", "inner")
+INITS = ("real", "noise")
+
+# (K_i, T) per images-per-class, from the authors' code (see spec/reference-details.md).
+INNER_SCHEDULE: dict[int, tuple[int, int]] = {
+    1: (10, 5),
+    10: (10, 50),
+    20: (20, 25),
+    30: (30, 20),
+    40: (40, 15),
+    50: (50, 10),
+}
+
+
+@dataclass
+class CondenseConfig:
+    """Every setting of a condensation run; the defaults are the paper's."""
+
+    dataset: str = "embedded-mnist"
+    method: str = "dcc"  # dc | dsa | dcc | dsac
+    ipc: int = 10  # images per class
+    outer_iterations: int = 1000  # K_o
+    inner_iterations: int | None = None  # K_i; None: from INNER_SCHEDULE
+    net_epochs: int | None = None  # T; None: from INNER_SCHEDULE
+    warmup: str = "bilevel"  # bilevel | none | inner ("Simple" of Table 5)
+    gamma_outer: int = 250
+    gamma_inner: int = 10
+    lr_images: float = 0.1
+    momentum_images: float = 0.5
+    lr_net: float = 0.01
+    batch_real: int = 256  # real images per class per image update
+    batch_train: int = 256  # batch size when training the network on the synthetic set
+    distance: str = "layerwise"  # layerwise | mse | cos
+    init: str = "real"  # real | noise
+    dsa_strategy: str | None = None  # None: the dataset's default
+    model: str = "convnet"
+    seed: int = 0
+    classwise_mode: str = "loop"  # how DC computes per-class gradients: loop | vmap
+    real_chunk: int | None = None  # split DCC's real batch into chunks of this many images
+    checkpoint_every: int = 10  # outer iterations between checkpoints (0: only at the end)
+
+    @property
+    def uses_dsa(self) -> bool:
+        return self.method in ("dsa", "dsac")
+
+    @property
+    def contrastive(self) -> bool:
+        """DCC / DSAC use the class-collective loss (after the warm-up)."""
+        return self.method in ("dcc", "dsac")
+
+    def resolved(self) -> CondenseConfig:
+        """Fill K_i and T from the schedule and validate every setting (UserError if bad)."""
+        checks = [
+            (
+                self.method in METHODS,
+                f"unknown method '{self.method}'; choose one of: {', '.join(METHODS)}",
+            ),
+            (
+                self.warmup in WARMUPS,
+                f"unknown warm-up '{self.warmup}'; choose one of: {', '.join(WARMUPS)}",
+            ),
+            (
+                self.distance in DISTANCES,
+                f"unknown distance '{self.distance}'; choose one of: {', '.join(DISTANCES)}",
+            ),
+            (self.init in INITS, f"unknown init '{self.init}'; choose one of: {', '.join(INITS)}"),
+            (
+                self.classwise_mode in CLASSWISE_MODES,
+                f"unknown class-wise mode '{self.classwise_mode}'",
+            ),
+        ]
+        positive = ["ipc", "outer_iterations", "batch_real", "batch_train", "lr_images", "lr_net"]
+        checks += [
+            (
+                getattr(self, k) > 0,
+                f"{k.replace('_', '-')} must be positive, got {getattr(self, k)}",
+            )
+            for k in positive
+        ]
+        checks += [(self.gamma_outer >= 0 and self.gamma_inner >= 0, "warm-up lengths must be >= 0")]
+        checks += [(self.checkpoint_every >= 0, "checkpoint-every must be >= 0")]
+        checks += [
+            (
+                self.model in list_models(),
+                f"unknown model '{self.model}'; choose one of: {', '.join(list_models())}",
+            )
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        if self.dsa_strategy is not None:
+            parse_strategy(self.dsa_strategy)  # raises UserError for an unknown family
+        k_i, t = self.inner_iterations, self.net_epochs
+        if k_i is None or t is None:
+            if self.ipc not in INNER_SCHEDULE:
+                raise UserError(
+                    f"ipc {self.ipc} has no default (K_i, T): give --inner-iterations, --net-epochs "
+                    f"(defaults exist for ipc {sorted(INNER_SCHEDULE)})"
+                )
+            default_k, default_t = INNER_SCHEDULE[self.ipc]
+            k_i = default_k if k_i is None else k_i
+            t = default_t if t is None else t
+        if k_i <= 0 or t < 0:
+            raise UserError(f"inner-iterations must be positive and net-epochs >= 0, got {k_i}, {t}")
+        return replace(self, inner_iterations=k_i, net_epochs=t)
+
+
+def uses_classwise_loss(cfg: CondenseConfig, outer: int, inner: int) -> bool:
+    """The bi-level warm-up rule: DC's class-wise loss while both indices are in the warm-up.
+
+    DC/DSA always use it. DCC/DSAC: `bilevel` uses it while outer < gamma_o AND inner < gamma_i
+    (so at K_i = 10 the first 250 networks are pure DC); `inner` ("Simple") while
+    inner < gamma_i on every network; `none` never.
+    """
+    if not cfg.contrastive:
+        return True
+    if cfg.warmup == "bilevel":
+        return outer < cfg.gamma_outer and inner < cfg.gamma_inner
+    if cfg.warmup == "inner":
+        return inner < cfg.gamma_inner
+    return False
+
+
+def iteration_seed(seed: int, outer: int) -> int:
+    """The seed of outer iteration `outer` (-1: the initialisation) of a run."""
+    return derive_seed("condense", seed, outer)
+
+
+def initial_synthetic(data: ImageDataset, cfg: CondenseConfig) -> tuple[Tensor, Tensor]:
+    """Class-blocked synthetic images (real images chosen at random, or Gaussian noise)."""
+    counts = data.class_counts.tolist()
+    if cfg.init == "real" and min(counts) < cfg.ipc:
+        raise UserError(f"ipc {cfg.ipc} is larger than the smallest class ({min(counts)} images)")
+    torch.manual_seed(iteration_seed(cfg.seed, -1))
+    labels = torch.arange(data.num_classes, device=data.device).repeat_interleave(cfg.ipc)
+    if cfg.init == "real":
+        images, _ = data.sample_real(cfg.ipc)
+    else:
+        images = torch.randn(len(labels), data.channels, *data.image_size, device=data.device)
+    return images.detach().clone(), labels
+
+
+def set_batchnorm_statistics(net: nn.Module, data: ImageDataset, per_class: int = 16) -> None:
+    """Set BatchNorm running statistics from real images, then freeze them (eval mode).
+
+    Needed only for BatchNorm networks; exact averages (momentum None) over one real batch.
+    """
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None
+    x, _ = data.sample_real(per_class)
+    net.train()
+    with torch.no_grad():
+        net(x)
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def train_network(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: Tensor,
+    labels: Tensor,
+    epochs: int,
+    batch_size: int,
+    augment: Callable[[Tensor], Tensor] | None = None,
+) -> None:
+    """Train on (images, labels) for `epochs` shuffled passes. No host synchronisation."""
+    n = images.shape[0]
+    for _ in range(epochs):
+        order = torch.randperm(n, device=images.device)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            x = images[idx]
+            if augment is not None:
+                x = augment(x)
+            loss = F.cross_entropy(net(x), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+
+@dataclass
+class OuterResult:
+    loss_sum: Tensor  # on device: summed matching loss over the inner loop
+    classwise_steps: int
+    collective_steps: int
+
+
+def outer_iteration(
+    cfg: CondenseConfig,
+    data: ImageDataset,
+    syn_images: Tensor,
+    syn_labels: Tensor,
+    image_optimizer: torch.optim.Optimizer,
+    outer: int,
+) -> OuterResult:
+    """One fresh network: K_i image updates, with T epochs of network training in between."""
+    torch.manual_seed(iteration_seed(cfg.seed, outer))
+    net = create_model(cfg.model, data.channels, data.num_classes, data.image_size).to(data.device)
+    net.train()
+    if has_batchnorm(net):
+        set_batchnorm_statistics(net, data)
+    net_optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)
+    strategy = cfg.dsa_strategy or default_dsa_strategy(data.name)
+    dsa = DSAParams()
+    real_counts = [min(cfg.batch_real, n) for n in data.class_counts.tolist()]
+    syn_counts = [cfg.ipc] * data.num_classes
+    loss_sum = syn_images.new_zeros(())
+    steps = {True: 0, False: 0}
+    for inner in range(cfg.inner_iterations):
+        real_x, real_y = data.sample_real(cfg.batch_real)
+        syn_x = syn_images
+        if cfg.uses_dsa:  # Siamese: a class's real and synthetic images share one draw
+            real_x, syn_x = dsa_siamese(
+                [real_x, syn_x], [real_y, syn_labels], data.num_classes, strategy, dsa
+            )
+        classwise = uses_classwise_loss(cfg, outer, inner)
+        if classwise:
+            loss = dc_loss(
+                net,
+                real_x,
+                real_y,
+                syn_x,
+                syn_labels,
+                real_counts,
+                syn_counts,
+                cfg.distance,
+                cfg.classwise_mode,
+            )
+        else:
+            loss = dcc_loss(
+                net,
+                real_x,
+                real_y,
+                syn_x,
+                syn_labels,
+                real_counts,
+                syn_counts,
+                cfg.distance,
+                cfg.real_chunk,
+            )
+        (grad,) = torch.autograd.grad(loss, syn_images)
+        syn_images.grad = grad
+        image_optimizer.step()
+        syn_images.grad = None
+        loss_sum = loss_sum + loss.detach()
+        steps[classwise] += 1
+        if inner == cfg.inner_iterations - 1:
+            break  # the network is not trained after its last image update
+        augment = (lambda x: dsa_augment(x, strategy, dsa)) if cfg.uses_dsa else None
+        train_network(
+            net,
+            net_optimizer,
+            syn_images.detach(),
+            syn_labels,
+            cfg.net_epochs,
+            cfg.batch_train,
+            augment,
+        )
+    return OuterResult(loss_sum, steps[True], steps[False])
+
+
+# ---------------------------------------------------------------------------------------------
+# The run: a folder with config.json, metrics.jsonl, checkpoint.safetensors, synthetic.safetensors
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class CondenseResult:
+    images: Tensor
+    labels: Tensor
+    config: CondenseConfig
+    run_dir: Path | None
+    metrics: list[dict] = field(default_factory=list)
+
+
+def condense(
+    cfg: CondenseConfig,
+    data: ImageDataset,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> CondenseResult:
+    """Run Algorithm 1. With `run_dir`, checkpoint every `checkpoint_every` outer iterations
+    (atomically) and write the final set; `resume` continues from the checkpoint there.
+    `stop_after` ends the run early after that many outer iterations (used to test resume).
+    """
+    cfg = cfg.resolved()
+    run_path = Path(run_dir) if run_dir is not None else None
+    syn_images, syn_labels = initial_synthetic(data, cfg)
+    syn_images.requires_grad_(True)
+    image_optimizer = torch.optim.SGD([syn_images], lr=cfg.lr_images, momentum=cfg.momentum_images)
+    start = 0
+    metrics: list[dict] = []
+    if run_path is not None:
+        start, metrics = _prepare_run_dir(run_path, cfg, data, resume, syn_images, image_optimizer)
+    end = cfg.outer_iterations if stop_after is None else min(cfg.outer_iterations, stop_after)
+    bar = _progress_bar(start, cfg.outer_iterations, progress)
+    for outer in range(start, end):
+        tic = time.perf_counter()
+        result = outer_iteration(cfg, data, syn_images, syn_labels, image_optimizer, outer)
+        row = {
+            "outer": outer,
+            "loss": result.loss_sum.item() / cfg.inner_iterations,  # one sync per network
+            "classwise_steps": result.classwise_steps,
+            "collective_steps": result.collective_steps,
+            "seconds": time.perf_counter() - tic,
+        }
+        metrics.append(row)
+        phase = (
+            "warm-up (class-wise)"
+            if result.collective_steps == 0 and cfg.contrastive
+            else ("contrastive" if cfg.contrastive else "class-wise")
+        )
+        bar.set_postfix(loss=f"{row['loss']:.3f}", phase=phase)
+        bar.update(1)
+        if run_path is not None:
+            io.append_jsonl(run_path / "metrics.jsonl", row)
+            done = outer + 1
+            if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end:
+                _save_checkpoint(run_path, cfg, data, syn_images, image_optimizer, done)
+    bar.close()
+    images = syn_images.detach()
+    if run_path is not None and end == cfg.outer_iterations:
+        io.save_synthetic(
+            run_path / "synthetic.safetensors", images, syn_labels, synthetic_metadata(cfg, data)
+        )
+    return CondenseResult(images, syn_labels, cfg, run_path, metrics)
+
+
+def synthetic_metadata(cfg: CondenseConfig, data: ImageDataset) -> dict:
+    """What a saved synthetic set carries: dataset, classes, normalisation, config, versions."""
+    return {
+        "kind": "synthetic",
+        "dataset": data.name,
+        "data_source": data.source,
+        "class_names": list(data.class_names),
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "method": cfg.method,
+        "ipc": cfg.ipc,
+        "seed": cfg.seed,
+        "config": asdict(cfg),
+        "versions": io.library_versions(),
+    }
+
+
+def _progress_bar(start: int, total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="condense", unit="net", disable=not enabled)
+
+
+def _config_fingerprint(cfg: CondenseConfig, data: ImageDataset) -> dict:
+    """The settings a checkpoint must agree with to be resumed (everything but the schedule)."""
+    d = asdict(cfg)
+    d.pop("checkpoint_every")
+    d["dataset_name"] = data.name
+    d["train_shape"] = list(data.train_images.shape)
+    return d
+
+
+def _prepare_run_dir(run_path, cfg, data, resume, syn_images, image_optimizer):
+    """Create the run folder, or load its checkpoint when resuming. Returns (start, metrics)."""
+    run_path.mkdir(parents=True, exist_ok=True)
+    ckpt = run_path / "checkpoint.safetensors"
+    config_file = run_path / "config.json"
+    if not resume:
+        if ckpt.exists() or (run_path / "synthetic.safetensors").exists():
+            raise UserError(f"{run_path} already holds a run; pass --resume to continue it, or a new --out")
+        io.write_json(
+            config_file,
+            {
+                "config": asdict(cfg),
+                "dataset": data.name,
+                "data_source": data.source,
+                "versions": io.library_versions(),
+            },
+        )
+        (run_path / "metrics.jsonl").unlink(missing_ok=True)
+        return 0, []
+    if not ckpt.exists():
+        raise UserError(f"nothing to resume: {ckpt} does not exist")
+    tensors, meta = io.load_checkpoint(ckpt)
+    if meta.get("fingerprint") != _config_fingerprint(cfg, data):
+        raise UserError(f"{ckpt} was written with other settings; resume with the same ones or a new --out")
+    with torch.no_grad():
+        syn_images.copy_(tensors["images"].to(syn_images.device))
+    if "momentum" in tensors:
+        image_optimizer.state[syn_images]["momentum_buffer"] = (
+            tensors["momentum"].to(syn_images.device).clone()
+        )
+    start = int(meta["next_outer"])
+    metrics = [r for r in io.read_jsonl(run_path / "metrics.jsonl") if r["outer"] < start]
+    io.write_jsonl(run_path / "metrics.jsonl", metrics)  # drop rows past the checkpoint
+    return start, metrics
+
+
+def _save_checkpoint(run_path, cfg, data, syn_images, image_optimizer, next_outer):
+    tensors = {"images": syn_images.detach()}
+    buf = image_optimizer.state.get(syn_images, {}).get("momentum_buffer")
+    if buf is not None:
+        tensors["momentum"] = buf
+    meta = {"next_outer": next_outer, "fingerprint": _config_fingerprint(cfg, data)}
+    io.save_checkpoint(run_path / "checkpoint.safetensors", tensors, meta)
+
+
+def config_from_json(text: str) -> CondenseConfig:
+    """Rebuild a CondenseConfig from its JSON form (unknown keys are an error)."""
+    values = json.loads(text)
+    known = set(CondenseConfig.__dataclass_fields__)
+    unknown = set(values) - known
+    if unknown:
+        raise UserError(f"unknown condensation settings: {', '.join(sorted(unknown))}")
+    return CondenseConfig(**values)
