@@ -216,6 +216,21 @@ def train_network(
 
 
 @dataclass
+class StepInfo:
+    """What an observer sees after one image update (tensors stay on the device)."""
+
+    outer: int
+    inner: int
+    classwise: bool  # True: DC's class-wise loss was used (warm-up or DC/DSA)
+    loss: Tensor
+    grad: Tensor  # d loss / d synthetic images, [N, C, H, W]
+    net: nn.Module
+
+
+Observer = Callable[[StepInfo], None]
+
+
+@dataclass
 class OuterResult:
     loss_sum: Tensor  # on device: summed matching loss over the inner loop
     classwise_steps: int
@@ -229,8 +244,13 @@ def outer_iteration(
     syn_labels: Tensor,
     image_optimizer: torch.optim.Optimizer,
     outer: int,
+    observer: Observer | None = None,
 ) -> OuterResult:
-    """One fresh network: K_i image updates, with T epochs of network training in between."""
+    """One fresh network: K_i image updates, with T epochs of network training in between.
+
+    `observer`, when given, is called after every image update with a StepInfo (analyses such
+    as the kernel velocity of Figure 4 hook in here; nothing is computed for it when None).
+    """
     torch.manual_seed(iteration_seed(cfg.seed, outer))
     net = create_model(cfg.model, data.channels, data.num_classes, data.image_size).to(data.device)
     net.train()
@@ -278,6 +298,8 @@ def outer_iteration(
         (grad,) = torch.autograd.grad(loss, syn_images)
         syn_images.grad = grad
         image_optimizer.step()
+        if observer is not None:
+            observer(StepInfo(outer, inner, classwise, loss.detach(), grad, net))
         syn_images.grad = None
         loss_sum = loss_sum + loss.detach()
         steps[classwise] += 1
@@ -315,6 +337,7 @@ def condense(
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    observer: Observer | None = None,
 ) -> CondenseResult:
     """Run Algorithm 1. With `run_dir`, checkpoint every `checkpoint_every` outer iterations
     (atomically) and write the final set; `resume` continues from the checkpoint there.
@@ -333,7 +356,7 @@ def condense(
     bar = _progress_bar(start, cfg.outer_iterations, progress)
     for outer in range(start, end):
         tic = time.perf_counter()
-        result = outer_iteration(cfg, data, syn_images, syn_labels, image_optimizer, outer)
+        result = outer_iteration(cfg, data, syn_images, syn_labels, image_optimizer, outer, observer)
         row = {
             "outer": outer,
             "loss": result.loss_sum.item() / cfg.inner_iterations,  # one sync per network

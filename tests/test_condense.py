@@ -167,3 +167,12 @@ def test_noise_init_and_batchnorm_network_run():
         small_config(init="noise", model="convnet_bn", outer_iterations=1), data, progress=False
     )
     assert torch.isfinite(result.images).all()
+
+
+def test_observer_sees_every_image_update_with_its_gradient():
+    seen = []
+    condense(small_config(), tiny_dataset(), progress=False,
+             observer=lambda s: seen.append((s.outer, s.inner, s.classwise, tuple(s.grad.shape))))
+    assert [(o, i) for o, i, _, _ in seen] == [(o, i) for o in range(4) for i in range(3)]
+    assert [c for _, _, c, _ in seen] == [True, True, False] * 2 + [False] * 6
+    assert all(shape == (6, 3, 16, 16) for *_, shape in seen)
