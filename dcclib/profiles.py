@@ -1,0 +1,107 @@
+"""One setting that scales every experiment: smoke, quick or paper.
+
+- smoke: CPU, embedded offline data, about a minute per notebook. Numbers show that the
+  pipeline runs; they are never paper numbers.
+- quick: one GPU, real data, reduced iterations and runs (minutes to an hour per notebook).
+- paper: exactly the paper's settings (K_o = 1000, 5 condensation runs x 20 networks).
+
+A profile rewrites a CondenseConfig / EvalConfig; it is recorded in every output. The warm-up
+length gamma_o scales with K_o (gamma_o / K_o = 250 / 1000), so that DCC's contrastive phase
+still exists in short runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from dcclib.condense import CondenseConfig
+from dcclib.errors import UserError
+from dcclib.evaluate import EvalConfig
+
+PAPER_OUTER = 1000
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    outer_iterations: int | None  # K_o; None: the paper's 1000
+    max_inner_iterations: int | None  # cap on K_i; None: the schedule's
+    max_net_epochs: int | None  # cap on T; None: the schedule's
+    batch_real: int | None  # real images per class per update; None: 256
+    num_runs: int  # condensation runs per table cell (paper: 5)
+    num_nets: int  # evaluation networks per run (paper: 20)
+    eval_epochs: int | None  # E; None: the protocol's (300 or 1000)
+    default_dataset: str  # what notebooks use when the paper's dataset is not available
+    device: str  # "cpu" or "auto"
+
+    def condense_config(self, cfg: CondenseConfig) -> CondenseConfig:
+        """The paper's config `cfg`, scaled to this profile (K_i, T from the schedule first)."""
+        cfg = cfg.resolved()
+        outer = self.outer_iterations or cfg.outer_iterations
+        gamma_outer = (
+            round(cfg.gamma_outer * outer / PAPER_OUTER) if self.outer_iterations else cfg.gamma_outer
+        )
+        k_i = min(cfg.inner_iterations, self.max_inner_iterations or cfg.inner_iterations)
+        gamma_inner = min(cfg.gamma_inner, max(1, k_i // 2)) if self.max_inner_iterations else cfg.gamma_inner
+        return replace(
+            cfg,
+            outer_iterations=outer,
+            gamma_outer=gamma_outer,
+            inner_iterations=k_i,
+            gamma_inner=gamma_inner,
+            net_epochs=min(cfg.net_epochs, self.max_net_epochs or cfg.net_epochs),
+            batch_real=self.batch_real or cfg.batch_real,
+        )
+
+    def eval_config(self, models: tuple[str, ...] = ("convnet",), seed: int = 0) -> EvalConfig:
+        return EvalConfig(models=tuple(models), num_nets=self.num_nets, epochs=self.eval_epochs, seed=seed)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        "smoke",
+        outer_iterations=4,
+        max_inner_iterations=2,
+        max_net_epochs=2,
+        batch_real=16,
+        num_runs=1,
+        num_nets=2,
+        eval_epochs=30,
+        default_dataset="embedded-mnist",
+        device="cpu",
+    ),
+    "quick": Profile(
+        "quick",
+        outer_iterations=100,
+        max_inner_iterations=None,
+        max_net_epochs=None,
+        batch_real=None,
+        num_runs=2,
+        num_nets=5,
+        eval_epochs=None,
+        default_dataset="cifar10",
+        device="auto",
+    ),
+    "paper": Profile(
+        "paper",
+        outer_iterations=None,
+        max_inner_iterations=None,
+        max_net_epochs=None,
+        batch_real=None,
+        num_runs=5,
+        num_nets=20,
+        eval_epochs=None,
+        default_dataset="cifar10",
+        device="auto",
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise UserError(f"unknown profile '{name}'; choose one of: {', '.join(PROFILES)}") from None
