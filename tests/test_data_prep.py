@@ -309,3 +309,14 @@ def test_python_dash_m_end_to_end(tmp_path, pickle_src) -> None:
     bad = subprocess.run([*cmd, "--groups", "dinosaur"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: unknown group")
+
+
+def test_dcclib_loads_the_output(capsys, tmp_path, batches, pickle_src) -> None:
+    data = pytest.importorskip("dcclib.data")
+    assert run_cli(capsys, "--src", pickle_src, "--out", tmp_path, "--groups", "terrier")[0] == 0
+    ds = data.load_dataset("imagenet32-terrier", data_root=tmp_path)
+    want = expected(batches, "terrier", 32)
+    assert tuple(ds.train_images.shape) == (len(want["train_labels"]), 3, 32, 32)
+    assert ds.train_labels.tolist() == want["train_labels"].tolist()
+    assert ds.class_names[:2] == ["Australian terrier", "soft-coated wheaten terrier"]
+    np.testing.assert_allclose(ds.mean, want["mean"], rtol=1e-12)
