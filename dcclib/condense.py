@@ -8,6 +8,12 @@ loop makes K_i image updates on it; between two image updates the network trains
 the synthetic set. Randomness is seeded per outer iteration from (seed, k_o), so a resumed run
 reproduces an uninterrupted one exactly, given the synthetic images and the image optimiser's
 momentum saved in the checkpoint.
+
+Speed and memory (reports/performance.md): the hot path never waits for the device (host-side
+class counts, cached loss weights); `classwise_mode="auto"` picks DC's per-class gradient
+path by device; `real_chunk="auto"` splits a large real batch (CIFAR-100 ipc 50: 25,600
+images) into chunks that fit `chunk_budget_mb`, which changes the numbers only by float
+rounding; `precision="tf32"` is opt-in.
 """
 
 from __future__ import annotations
@@ -23,7 +29,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dcclib import io
-from dcclib.augment import DSAParams, default_dsa_strategy, dsa_augment, dsa_siamese, parse_strategy
+from dcclib.augment import (
+    DSAParams,
+    apply_dsa,
+    default_dsa_strategy,
+    dsa_augment,
+    dsa_siamese,
+    parse_strategy,
+    sample_dsa,
+)
+from dcclib.batched import activation_bytes_per_image, precision_context
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
 from dcclib.matching import CLASSWISE_MODES, DISTANCES, dc_loss, dcc_loss
@@ -31,6 +46,10 @@ from dcclib.models import create_model, has_batchnorm, list_models
 from dcclib.seeding import derive_seed
 
 METHODS = ("dc", "dsa", "dcc", "dsac")
+CONDENSE_PRECISIONS = ("fp32", "tf32")  # bf16 is not offered for second-order matching
+# classwise_mode "auto": measured on the 2-core CPU (loop 1.6-1.9x faster than vmap, see
+# reports/performance.md); cuda: vmap, provisional until benchmarks/bench_condense.py runs on a GPU.
+CLASSWISE_AUTO = {"cpu": "loop", "cuda": "vmap"}
 WARMUPS = ("bilevel", "none", "inner")
 INITS = ("real", "noise")
 
@@ -68,8 +87,12 @@ class CondenseConfig:
     dsa_strategy: str | None = None  # None: the dataset's default
     model: str = "convnet"
     seed: int = 0
-    classwise_mode: str = "loop"  # how DC computes per-class gradients: loop | vmap
-    real_chunk: int | None = None  # split DCC's real batch into chunks of this many images
+    classwise_mode: str = "auto"  # DC's per-class gradients: loop | vmap | auto (by device)
+    # split the real batch (DSA, DCC's gradient, DC's vmap gradients) into chunks of this many
+    # images: an int, None (never), or "auto" (as many as fit chunk_budget_mb of activations)
+    real_chunk: int | str | None = "auto"
+    chunk_budget_mb: int = 16384
+    precision: str = "fp32"  # fp32 | tf32 (TF32 matmuls/convs on CUDA; opt-in)
     checkpoint_every: int = 10  # outer iterations between checkpoints (0: only at the end)
 
     @property
@@ -98,9 +121,20 @@ class CondenseConfig:
             ),
             (self.init in INITS, f"unknown init '{self.init}'; choose one of: {', '.join(INITS)}"),
             (
-                self.classwise_mode in CLASSWISE_MODES,
-                f"unknown class-wise mode '{self.classwise_mode}'",
+                self.classwise_mode in (*CLASSWISE_MODES, "auto"),
+                f"unknown class-wise mode '{self.classwise_mode}'; choose loop, vmap or auto",
             ),
+            (
+                self.precision in CONDENSE_PRECISIONS,
+                f"unknown precision '{self.precision}'; choose one of: {', '.join(CONDENSE_PRECISIONS)}",
+            ),
+            (
+                self.real_chunk is None
+                or self.real_chunk == "auto"
+                or (isinstance(self.real_chunk, int) and self.real_chunk > 0),
+                f"real-chunk must be a positive integer, 'auto' or None, got {self.real_chunk!r}",
+            ),
+            (self.chunk_budget_mb > 0, f"chunk-budget-mb must be positive, got {self.chunk_budget_mb}"),
         ]
         positive = ["ipc", "outer_iterations", "batch_real", "batch_train", "lr_images", "lr_net"]
         checks += [
@@ -159,9 +193,67 @@ def iteration_seed(seed: int, outer: int) -> int:
     return derive_seed("condense", seed, outer)
 
 
+def host_class_counts(data: ImageDataset) -> list[int]:
+    """Per-class training counts on the host; the dataset keeps them, so no device sync."""
+    counts = getattr(data, "_counts", None)
+    return list(counts) if counts is not None else data.class_counts.tolist()
+
+
+def resolve_classwise_mode(cfg: CondenseConfig, device: torch.device) -> str:
+    """'auto' -> the measured faster path of the device type (CLASSWISE_AUTO)."""
+    if cfg.classwise_mode != "auto":
+        return cfg.classwise_mode
+    return CLASSWISE_AUTO.get(device.type, "loop")
+
+
+def resolve_real_chunk(cfg: CondenseConfig, data: ImageDataset, total_real: int) -> int | None:
+    """Images per chunk of the real batch, or None when the batch is processed whole.
+
+    "auto": as many images as fit `chunk_budget_mb` by the model's activation estimate
+    (deterministic: the same on every machine, so the numbers do not depend on free memory).
+    """
+    if cfg.real_chunk is None:
+        return None
+    if cfg.real_chunk == "auto":
+        per_image = activation_bytes_per_image(
+            cfg.model, data.channels, data.num_classes, tuple(data.image_size)
+        )
+        chunk = max(1, cfg.chunk_budget_mb * 2**20 // per_image)
+    else:
+        chunk = int(cfg.real_chunk)
+    return None if chunk >= total_real else chunk
+
+
+def siamese_augment(
+    real_x: Tensor,
+    real_y: Tensor,
+    syn_x: Tensor,
+    syn_y: Tensor,
+    num_classes: int,
+    strategy: str,
+    params: DSAParams,
+    chunk: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """`dsa_siamese` (one draw per class, shared by its real and synthetic images); with
+    `chunk`, the real batch is augmented chunk by chunk from the same draw (same numbers,
+    smaller temporaries)."""
+    if chunk is None or chunk >= real_x.shape[0] or not parse_strategy(strategy):
+        real, syn = dsa_siamese([real_x, syn_x], [real_y, syn_y], num_classes, strategy, params)
+        return real, syn
+    h, w = real_x.shape[-2:]
+    draw = sample_dsa(num_classes, strategy, params, image_size=(h, w), device=real_x.device)
+    real = torch.cat(
+        [
+            apply_dsa(real_x[i : i + chunk], draw.index(real_y[i : i + chunk]), strategy, params)
+            for i in range(0, real_x.shape[0], chunk)
+        ]
+    )
+    return real, apply_dsa(syn_x, draw.index(syn_y), strategy, params)
+
+
 def initial_synthetic(data: ImageDataset, cfg: CondenseConfig) -> tuple[Tensor, Tensor]:
     """Class-blocked synthetic images (real images chosen at random, or Gaussian noise)."""
-    counts = data.class_counts.tolist()
+    counts = host_class_counts(data)
     if cfg.init == "real" and min(counts) < cfg.ipc:
         raise UserError(f"ipc {cfg.ipc} is larger than the smallest class ({min(counts)} images)")
     torch.manual_seed(iteration_seed(cfg.seed, -1))
@@ -251,6 +343,19 @@ def outer_iteration(
     `observer`, when given, is called after every image update with a StepInfo (analyses such
     as the kernel velocity of Figure 4 hook in here; nothing is computed for it when None).
     """
+    with precision_context(cfg.precision, data.device):
+        return _outer_iteration(cfg, data, syn_images, syn_labels, image_optimizer, outer, observer)
+
+
+def _outer_iteration(
+    cfg: CondenseConfig,
+    data: ImageDataset,
+    syn_images: Tensor,
+    syn_labels: Tensor,
+    image_optimizer: torch.optim.Optimizer,
+    outer: int,
+    observer: Observer | None,
+) -> OuterResult:
     torch.manual_seed(iteration_seed(cfg.seed, outer))
     net = create_model(cfg.model, data.channels, data.num_classes, data.image_size).to(data.device)
     net.train()
@@ -259,16 +364,18 @@ def outer_iteration(
     net_optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)
     strategy = cfg.dsa_strategy or default_dsa_strategy(data.name)
     dsa = DSAParams()
-    real_counts = [min(cfg.batch_real, n) for n in data.class_counts.tolist()]
+    real_counts = [min(cfg.batch_real, n) for n in host_class_counts(data)]
     syn_counts = [cfg.ipc] * data.num_classes
+    mode = resolve_classwise_mode(cfg, data.device)
+    chunk = resolve_real_chunk(cfg, data, sum(real_counts))
     loss_sum = syn_images.new_zeros(())
     steps = {True: 0, False: 0}
     for inner in range(cfg.inner_iterations):
         real_x, real_y = data.sample_real(cfg.batch_real)
         syn_x = syn_images
         if cfg.uses_dsa:  # Siamese: a class's real and synthetic images share one draw
-            real_x, syn_x = dsa_siamese(
-                [real_x, syn_x], [real_y, syn_labels], data.num_classes, strategy, dsa
+            real_x, syn_x = siamese_augment(
+                real_x, real_y, syn_x, syn_labels, data.num_classes, strategy, dsa, chunk
             )
         classwise = uses_classwise_loss(cfg, outer, inner)
         if classwise:
@@ -281,7 +388,8 @@ def outer_iteration(
                 real_counts,
                 syn_counts,
                 cfg.distance,
-                cfg.classwise_mode,
+                mode,
+                chunk,
             )
         else:
             loss = dcc_loss(
@@ -293,7 +401,7 @@ def outer_iteration(
                 real_counts,
                 syn_counts,
                 cfg.distance,
-                cfg.real_chunk,
+                chunk,
             )
         (grad,) = torch.autograd.grad(loss, syn_images)
         syn_images.grad = grad

@@ -7,6 +7,11 @@ DC/DCC/Random sets train without augmentation for E = 300, except on MNIST (E = 
 crop/scale/rotate augmentation) and for the BatchNorm ConvNet (E = 1000, crop or noise).
 Accuracy is on the full test set in eval mode; the reported number is the mean and std over
 all trained networks.
+
+Speed settings (see reports/performance.md): `parallel_nets` trains that many networks
+together (`dcclib.batched`; same numbers as one after another without augmentation, same
+distribution with it); `precision` (fp32 | tf32 | bf16) and `channels_last` are opt-in and
+off by default.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dcclib import batched
 from dcclib.augment import DSAParams, dc_augment, default_dsa_strategy, dsa_augment
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
@@ -42,6 +48,36 @@ class EvalConfig:
     batch_size: int = 256
     test_batch: int = 2048
     seed: int = 0
+    # networks trained together (dcclib.batched); None: auto (CUDA: all of them, within a
+    # memory budget; CPU: CPU_PARALLEL_NETS = 1, measured). 1: one after another.
+    parallel_nets: int | None = None
+    precision: str = "fp32"  # fp32 | tf32 | bf16 (autocast); reduced precision is opt-in
+    channels_last: bool = False  # NHWC memory format (one-after-another path only)
+    batched_impl: str = "auto"  # auto | grouped (ConvNets) | vmap: how stacked networks train
+
+
+# Chosen by measurement (reports/performance.md): on the 2-core CPU one network after another
+# is faster than any stacked group (grouped 1.2-1.4x, vmap 2x slower per network), so 1. On
+# CUDA all networks train together, as many as fit GPU_BATCH_BUDGET_BYTES (to be measured).
+CPU_PARALLEL_NETS = 1
+GPU_BATCH_BUDGET_BYTES = 24 * 2**30  # training activations of one stacked step, on CUDA
+
+
+def resolve_parallel_nets(cfg: EvalConfig, model: str, data: ImageDataset) -> int:
+    """How many networks of `model` train together (1 for BatchNorm models: not batched)."""
+    if cfg.parallel_nets is not None and cfg.parallel_nets < 1:
+        raise UserError(f"parallel-nets must be positive, got {cfg.parallel_nets}")
+    probe = create_model(model, data.channels, data.num_classes, data.image_size)
+    if not batched.supports_batching(probe):
+        return 1
+    if cfg.parallel_nets is not None:
+        return min(cfg.parallel_nets, cfg.num_nets)
+    if data.device.type != "cuda":
+        return min(CPU_PARALLEL_NETS, cfg.num_nets)
+    per_net = cfg.batch_size * batched.activation_bytes_per_image(
+        model, data.channels, data.num_classes, data.image_size
+    )
+    return max(1, min(cfg.num_nets, GPU_BATCH_BUDGET_BYTES // max(per_net, 1)))
 
 
 def protocol_defaults(method: str, dataset_name: str, model: str) -> tuple[int, str]:
@@ -85,7 +121,11 @@ def train_from_scratch(
     cfg: EvalConfig,
     augment=None,
 ) -> nn.Module:
-    """The protocol's training loop (E+1 passes, lr x0.1 with a new optimiser after E//2+1)."""
+    """The protocol's training loop (E+1 passes, lr x0.1 with a new optimiser after E//2+1).
+
+    cfg.precision applies to each forward pass (an autocast region spanning optimiser steps
+    would keep using its cached low-precision copies of the old weights).
+    """
     lr = cfg.lr
     opt = torch.optim.SGD(
         net.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -99,7 +139,8 @@ def train_from_scratch(
             x = images[idx]
             if augment is not None:
                 x = augment(x)
-            loss = F.cross_entropy(net(x), labels[idx])
+            with batched.precision_context(cfg.precision, images.device):  # the forward only:
+                loss = F.cross_entropy(net(x), labels[idx])  # autocast caches weight casts
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -157,6 +198,14 @@ def evaluate_set(
     if cfg.num_nets <= 0:
         raise UserError(f"num-nets must be positive, got {cfg.num_nets}")
     check_compatible(images, labels, data)
+    if cfg.batched_impl not in batched.IMPLS:
+        raise UserError(
+            f"unknown batched implementation '{cfg.batched_impl}'; choose one of: {', '.join(batched.IMPLS)}"
+        )
+    if cfg.precision not in batched.PRECISIONS:
+        raise UserError(
+            f"unknown precision '{cfg.precision}'; choose one of: {', '.join(batched.PRECISIONS)}"
+        )
     images, labels = images.to(data.device).detach(), labels.to(data.device)
     results = []
     for model in cfg.models:
@@ -168,18 +217,59 @@ def evaluate_set(
                 f"unknown augmentation '{augment}'; choose one of: {', '.join(AUGMENTS)}"
             )
         create_model(model, data.channels, data.num_classes, data.image_size)  # validate name early
-        accs = []
-        for j in tqdm(range(cfg.num_nets), desc=f"evaluate {model}", disable=not progress):
-            torch.manual_seed(derive_seed("evaluate", cfg.seed, model, j))
-            net = create_model(model, data.channels, data.num_classes, data.image_size).to(
-                data.device
-            )
-            train_from_scratch(net, images, labels, epochs, cfg, _augmenter(augment, data))
-            accs.append(test_accuracy(net, data, cfg.test_batch))
+        group = resolve_parallel_nets(cfg, model, data)
+        accs: list[Tensor] = []
+        bar = tqdm(total=cfg.num_nets, desc=f"evaluate {model}", disable=not progress)
+        for first in range(0, cfg.num_nets, group):
+            ids = range(first, min(first + group, cfg.num_nets))
+            if group == 1:
+                accs.append(_train_one(model, ids[0], images, labels, data, epochs, augment, cfg))
+            else:
+                accs.extend(_train_group(model, ids, images, labels, data, epochs, augment, cfg))
+            bar.update(len(ids))
+        bar.close()
         results.append(
             ModelResult(model, epochs, augment, [float(a) for a in torch.stack(accs).tolist()])
         )
     return results
+
+
+def _new_network(model: str, j: int, data: ImageDataset, cfg: EvalConfig) -> nn.Module:
+    """Network j of `model`: seeded by (seed, model, j), whichever path trains it."""
+    torch.manual_seed(derive_seed("evaluate", cfg.seed, model, j))
+    return create_model(model, data.channels, data.num_classes, data.image_size).to(data.device)
+
+
+def _train_one(model, j, images, labels, data, epochs, augment, cfg) -> Tensor:
+    net = _new_network(model, j, data, cfg)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    train_from_scratch(net, images, labels, epochs, cfg, _augmenter(augment, data))
+    with batched.precision_context(cfg.precision, data.device):
+        return test_accuracy(net, data, cfg.test_batch)
+
+
+def _train_group(model, ids, images, labels, data, epochs, augment, cfg) -> list[Tensor]:
+    """Networks `ids` trained together; each shuffles with the stream the sequential path uses."""
+    nets, shuffles = [], []
+    for j in ids:
+        nets.append(_new_network(model, j, data, cfg))
+        shuffles.append(batched.clone_default_generator(data.device))
+    stack = batched.stack_networks(nets)
+    gen = torch.Generator(device=data.device)
+    gen.manual_seed(derive_seed("evaluate-augment", cfg.seed, model, ids[0], len(ids)))
+    strategy = default_dsa_strategy(data.name) if augment == "dsa" else None
+    settings = batched.TrainSettings(
+        epochs, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.precision
+    )
+    aug = batched.batched_augmenter(augment, strategy, DSAParams(), gen)
+    batched.train_stacked(stack, images, labels, shuffles, settings, aug, cfg.batched_impl)
+    with batched.precision_context(cfg.precision, data.device):
+        accs = batched.stacked_accuracy(
+            stack, data.test_images, data.test_labels, cfg.test_batch, cfg.batched_impl
+        )
+    return list(accs)
 
 
 def random_subset(data: ImageDataset, ipc: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -99,25 +99,42 @@ def classwise_gradients(
     counts: Sequence[int],
     create_graph: bool = False,
     mode: str = "vmap",
+    chunk_size: int | None = None,
 ) -> list[Tensor]:
     """Per-class gradients of the class's mean CE, each of shape [C, *param] (DC's two sides).
 
     x is class-blocked with `counts[c]` images of class c (a host-side list, so that nothing
     here waits for the device). mode "vmap" computes all classes in one batched call when the
     counts are equal; "loop" runs one autograd call per class. Which is faster depends on the
-    device (see benchmarks/); both give the same numbers.
+    device (see benchmarks/); both give the same numbers. `chunk_size` (without create_graph)
+    bounds the images processed at once: vmap takes classes in groups, the loop splits a
+    class larger than the chunk (memory only; the numbers change by float rounding at most).
     """
     if mode not in CLASSWISE_MODES:
         raise UserError(
             f"unknown class-wise mode '{mode}'; choose one of: {', '.join(CLASSWISE_MODES)}"
         )
+    chunk = None if create_graph else chunk_size
     if mode == "vmap" and len(set(counts)) == 1:
-        return _classwise_vmap(net, x, y, len(counts), counts[0], create_graph)
-    return _classwise_loop(net, x, y, counts, create_graph)
+        per_class = counts[0]
+        if chunk is None or chunk >= per_class * len(counts):
+            return _classwise_vmap(net, x, y, len(counts), per_class, create_graph)
+        step = max(1, chunk // per_class) * per_class  # whole classes per call
+        parts = []
+        for i in range(0, x.shape[0], step):
+            xs, ys = x[i : i + step], y[i : i + step]
+            parts.append(_classwise_vmap(net, xs, ys, xs.shape[0] // per_class, per_class, False))
+        return [torch.cat(gs) for gs in zip(*parts)]
+    return _classwise_loop(net, x, y, counts, create_graph, chunk)
 
 
 def _classwise_loop(
-    net: nn.Module, x: Tensor, y: Tensor, counts: Sequence[int], create_graph: bool
+    net: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    counts: Sequence[int],
+    create_graph: bool,
+    chunk: int | None = None,
 ):
     params = [p for p in net.parameters() if p.requires_grad]
     per_param: list[list[Tensor]] = [[] for _ in params]
@@ -125,6 +142,10 @@ def _classwise_loop(
     for count in counts:
         xc, yc = x[start : start + count], y[start : start + count]
         start += count
+        if chunk is not None and count > chunk:  # mean-CE gradient of the class, in chunks
+            for acc, g in zip(per_param, collective_gradient(net, xc, yc, chunk_size=chunk)):
+                acc.append(g[0])
+            continue
         loss = F.cross_entropy(net(xc), yc)
         grads = torch.autograd.grad(loss, params, create_graph=create_graph)
         for acc, g in zip(per_param, grads):
@@ -150,15 +171,27 @@ def _classwise_vmap(net, x, y, num_classes, per_class, create_graph):
 # ---------------------------------------------------------------------------------------------
 # The two matching losses.
 # ---------------------------------------------------------------------------------------------
+_WEIGHTS: dict[tuple, Tensor] = {}  # class_weights cache: a host-to-device copy waits for the device
+
+
 def class_weights(counts: Sequence[int], like: Tensor) -> Tensor:
     """w_i = 1 / (C * k_c) for each image of a class-blocked batch with counts k_c.
 
     Summing w_i * CE_i turns a sum over the batch into the average over classes of per-class
-    mean losses. Built from host-side counts, so it never waits for the device.
+    mean losses. Built from host-side counts once per (counts, dtype, device) and cached:
+    a copy from pageable host memory would wait for the device on every call. Read-only.
     """
+    key = (tuple(counts), like.dtype, like.device)
+    cached = _WEIGHTS.get(key)
+    if cached is not None:
+        return cached
     num_classes = len(counts)
     values = [1.0 / (num_classes * k) for k in counts for _ in range(k)]
-    return torch.tensor(values, dtype=like.dtype).to(like.device, non_blocking=True)
+    weights = torch.tensor(values, dtype=like.dtype).to(like.device)
+    if len(_WEIGHTS) >= 64:
+        _WEIGHTS.clear()
+    _WEIGHTS[key] = weights
+    return weights
 
 
 def dc_loss(
@@ -171,12 +204,16 @@ def dc_loss(
     syn_counts: Sequence[int],
     distance: str = "layerwise",
     mode: str = "vmap",
+    real_chunk: int | None = None,
 ) -> Tensor:
     """DC, Eq. (2): sum over classes of D(g_real_c, g_syn_c), per-class mean-CE gradients.
 
-    Batches are class-blocked with the given per-class counts (host-side lists).
+    Batches are class-blocked with the given per-class counts (host-side lists). `real_chunk`
+    bounds the real images processed at once (memory only).
     """
-    g_real = classwise_gradients(net, real_x, real_y, real_counts, create_graph=False, mode=mode)
+    g_real = classwise_gradients(
+        net, real_x, real_y, real_counts, create_graph=False, mode=mode, chunk_size=real_chunk
+    )
     g_syn = classwise_gradients(net, syn_x, syn_y, syn_counts, create_graph=True, mode=mode)
     return gradient_distance(g_real, g_syn, distance)
 
