@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--modes", default="literal,sequential,batched")
     p.add_argument("--precisions", default="fp32", help="for the batched mode: fp32,tf32,bf16")
     p.add_argument("--impls", default="auto", help="batched implementations: auto,grouped,vmap")
+    p.add_argument("--compile", action="store_true", help="also time the compiled grouped step")
     p.add_argument("--test-images", type=int, default=None, help="test on the first N only (timing)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
@@ -84,11 +85,21 @@ def main(argv: list[str] | None = None) -> None:
                                         "batched_impl": impl})  # fmt: skip
                     name = f"batched-{group}-{impl}" + ("" if precision == "fp32" else f"-{precision}")
                     runs[name] = lambda cfg=cfg: evaluate_set(x, y, data, args.method, cfg)[0].accuracies
+                if args.compile:
+                    cfg = EvalConfig(**{**base.__dict__, "parallel_nets": group, "precision": precision,
+                                        "batched_impl": "grouped", "compile": True})  # fmt: skip
+                    suffix = "" if precision == "fp32" else f"-{precision}"
+                    name = f"batched-{group}-grouped-compiled{suffix}"
+                    runs[name] = lambda cfg=cfg: evaluate_set(x, y, data, args.method, cfg)[0].accuracies
 
     warm = EvalConfig(**{**base.__dict__, "epochs": 1, "num_nets": 2})
     for group in (1, 2):  # warm-up: allocators, kernels, vmap tracing
         evaluate_set(x, y, data, args.method, EvalConfig(**{**warm.__dict__, "parallel_nets": group}))
     stats: dict[str, dict] = {k: {"wall": [], "cpu": [], "acc": None, "peak": None} for k in runs}
+    compile_seconds = {}
+    for name, fn in runs.items():  # the first call of a compiled mode compiles: time it apart
+        if "compiled" in name:
+            compile_seconds[name] = C.timed(fn, device)[0]
     for _ in range(args.repeats):
         for name, fn in runs.items():
             C.reset_peak(device)
@@ -123,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             "acc_mean": statistics.fmean(accs), "acc_std": statistics.pstdev(accs),
             "flops_per_net": flops_per_net, "flop_counter": counter,
             "achieved_flops_per_s": flops_per_net * args.num_nets / sec,
-            "peak_gpu_gb": s["peak"],
+            "peak_gpu_gb": s["peak"], "first_call_seconds_with_compile": compile_seconds.get(name),
             # the protocol's E+1 passes for num_nets networks, extrapolated from the timed E
             "protocol_seconds_extrapolated": sec * (protocol_e + 1) / (args.epochs + 1),
         })  # fmt: skip

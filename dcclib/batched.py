@@ -47,6 +47,8 @@ from dcclib.models import ConvNet, create_model, has_batchnorm
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 IMPLS = ("auto", "grouped", "vmap")
+COMPILE_OPTIONS: dict = {"dynamic": False}  # torch.compile arguments of the opt-in compiled step
+_COMPILED: dict[str, Callable] = {}  # compiled grouped losses, by architecture (reused across groups)
 _GROUPED_OK = (nn.Conv2d, nn.GroupNorm, nn.LayerNorm, nn.ReLU, nn.Sigmoid, nn.LeakyReLU,
                nn.AvgPool2d, nn.MaxPool2d, nn.Identity)  # fmt: skip
 
@@ -278,16 +280,25 @@ class TrainSettings:
     weight_decay: float = 5e-4
     batch_size: int = 256
     precision: str = "fp32"
+    compile: bool = False  # torch.compile the grouped forward + loss (opt-in; compiles per shape)
 
 
-def _grouped_grads(template: ConvNet):
+def _grouped_grads(template: ConvNet, compiled: bool = False):
     """Per-network gradients of the per-network mean CE, by one backward of their sum."""
+
+    def total_loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        logits = grouped_convnet_forward(template, params, x)
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        return ce.view(y.shape).mean(1).sum()
+
+    loss_fn = total_loss
+    if compiled:  # one compiled function per architecture (it uses the template's structure only)
+        key = repr(template) + repr(sorted(COMPILE_OPTIONS.items()))
+        loss_fn = _COMPILED.setdefault(key, torch.compile(total_loss, **COMPILE_OPTIONS))
 
     def step(params: dict[str, Tensor], _buffers: dict, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        logits = grouped_convnet_forward(template, leaves, x)
-        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-        loss = ce.view(y.shape).mean(1).sum()
+        loss = loss_fn(leaves, x, y)
         return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
 
     return step
@@ -317,7 +328,9 @@ def train_stacked(
         raise UserError(f"{len(shuffles)} shuffle generators for {n_nets} networks")
     stack.template.train()
     if resolve_impl(impl, stack.template) == "grouped":
-        step = _grouped_grads(stack.template)
+        step = _grouped_grads(stack.template, settings.compile)
+    elif settings.compile:
+        raise UserError("compile applies to the grouped implementation (ConvNets) only")
     else:
         step = vmap(grad(_loss_fn(stack.template)))
     n, lr, bufs = images.shape[0], settings.lr, None

@@ -28,6 +28,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"dcc: error: {message}\n")
 
 
+def _chunk(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
 def _int_list(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
@@ -64,21 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dsa-strategy", default=None)
     c.add_argument("--model", default="convnet", help="network used for matching")
     c.add_argument(
-        "--classwise-mode", default="loop", help="loop | vmap (DC's per-class gradients)"
+        "--classwise-mode", default="auto", help="loop | vmap | auto (DC's per-class gradients, by device)"
     )
-    c.add_argument("--real-chunk", type=int, default=None, help="split DCC's real batch (memory)")
+    c.add_argument(
+        "--real-chunk", type=_chunk, default="auto", help="auto | N: split the real batch (memory)"
+    )
+    c.add_argument("--chunk-budget-mb", type=int, default=16384)
+    c.add_argument("--precision", default="fp32", help="fp32 | tf32")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="auto")
-    c.add_argument(
-        "--out", default=None, help="run folder (default: runs/<dataset>-<method>-ipc<N>-s<seed>)"
-    )
+    c.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<method>-ipc<N>-s<seed>)")
     c.add_argument("--checkpoint-every", type=int, default=10)
-    c.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
-    )
-    c.add_argument(
-        "--eval-nets", type=int, default=0, help="evaluate the result with this many networks"
-    )
+    c.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    c.add_argument("--eval-nets", type=int, default=0, help="evaluate the result with this many networks")
     c.add_argument("--eval-models", type=_int_list, default=("convnet",))
     c.add_argument("--eval-epochs", type=int, default=None)
     c.add_argument("--quiet", action="store_true")
@@ -86,21 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="train fresh networks on a saved set and test them")
     e.add_argument("set", nargs="?", help="a .safetensors set written by dcc condense")
     e.add_argument("--random", action="store_true", help="evaluate the Random baseline instead")
-    e.add_argument(
-        "--dataset", default=None, help="dataset (default: the set's own; required with --random)"
-    )
+    e.add_argument("--dataset", default=None, help="dataset (default: the set's own; required with --random)")
     e.add_argument("--ipc", type=int, default=None, help="with --random: images per class")
     e.add_argument("--data-root", default=None)
-    e.add_argument(
-        "--models", type=_int_list, default=("convnet",), help="comma-separated model names"
-    )
+    e.add_argument("--models", type=_int_list, default=("convnet",), help="comma-separated model names")
     e.add_argument("--num-nets", type=int, default=20)
     e.add_argument("--epochs", type=int, default=None, help="E (default: the protocol's)")
-    e.add_argument(
-        "--augment", default=None, help="none | dsa | dc | dc_noise (default: the protocol's)"
-    )
+    e.add_argument("--augment", default=None, help="none | dsa | dc | dc_noise (default: the protocol's)")
     e.add_argument("--method", default=None, help="protocol to use (default: the set's method)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument(
+        "--parallel-nets", type=int, default=None, help="networks trained together (default: by device)"
+    )
+    e.add_argument(
+        "--precision", default="fp32", help="fp32 | tf32 | bf16 (opt-in, see reports/performance.md)"
+    )
     e.add_argument("--device", default="auto")
     e.add_argument("--out", default=None, help="write the results as JSON here")
     e.add_argument("--quiet", action="store_true")
@@ -132,9 +134,7 @@ def _condense(args: argparse.Namespace) -> dict:
         ecfg = EvalConfig(
             models=args.eval_models, num_nets=args.eval_nets, epochs=args.eval_epochs, seed=cfg.seed
         )
-        evals = evaluate_set(
-            result.images, result.labels, data, cfg.method, ecfg, progress=not args.quiet
-        )
+        evals = evaluate_set(result.images, result.labels, data, cfg.method, ecfg, progress=not args.quiet)
         summary["evaluation"] = [r.as_dict() for r in evals]
         # the saved set carries its accuracies: rewrite it whole with them in the metadata
         images, labels, meta = load_synthetic(out / "synthetic.safetensors")
@@ -174,10 +174,10 @@ def _evaluate(args: argparse.Namespace) -> dict:
         epochs=args.epochs,
         augment=args.augment,
         seed=args.seed,
+        parallel_nets=args.parallel_nets,
+        precision=args.precision,
     )
-    results = evaluate_set(
-        images, labels, data, args.method or method, cfg, progress=not args.quiet
-    )
+    results = evaluate_set(images, labels, data, args.method or method, cfg, progress=not args.quiet)
     summary = {
         "set": source,
         "dataset": data.name,

@@ -47,7 +47,7 @@ from dcclib.seeding import derive_seed
 
 METHODS = ("dc", "dsa", "dcc", "dsac")
 CONDENSE_PRECISIONS = ("fp32", "tf32")  # bf16 is not offered for second-order matching
-# classwise_mode "auto": measured on the 2-core CPU (loop 1.6-1.9x faster than vmap, see
+# classwise_mode "auto": measured on the 2-core CPU (loop 1.4-2.1x faster than vmap, see
 # reports/performance.md); cuda: vmap, provisional until benchmarks/bench_condense.py runs on a GPU.
 CLASSWISE_AUTO = {"cpu": "loop", "cuda": "vmap"}
 WARMUPS = ("bilevel", "none", "inner")

@@ -54,6 +54,7 @@ class EvalConfig:
     precision: str = "fp32"  # fp32 | tf32 | bf16 (autocast); reduced precision is opt-in
     channels_last: bool = False  # NHWC memory format (one-after-another path only)
     batched_impl: str = "auto"  # auto | grouped (ConvNets) | vmap: how stacked networks train
+    compile: bool = False  # torch.compile the grouped training step (opt-in; pays on long runs)
 
 
 # Chosen by measurement (reports/performance.md): on the 2-core CPU one network after another
@@ -261,7 +262,7 @@ def _train_group(model, ids, images, labels, data, epochs, augment, cfg) -> list
     gen.manual_seed(derive_seed("evaluate-augment", cfg.seed, model, ids[0], len(ids)))
     strategy = default_dsa_strategy(data.name) if augment == "dsa" else None
     settings = batched.TrainSettings(
-        epochs, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.precision
+        epochs, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.precision, cfg.compile
     )
     aug = batched.batched_augmenter(augment, strategy, DSAParams(), gen)
     batched.train_stacked(stack, images, labels, shuffles, settings, aug, cfg.batched_impl)

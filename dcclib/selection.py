@@ -226,17 +226,23 @@ def select_coreset(data: ImageDataset, scores: Tensor, ipc: int, keep: str) -> t
     return data.train_images[idx], data.train_labels[idx], idx
 
 
+def pool_indices(data: ImageDataset, per_class: int) -> Tensor:
+    """Indices of the first `per_class` training images of each class, in dataset order."""
+    if per_class < 1:
+        raise UserError(f"pool size per class must be positive, got {per_class}")
+    return torch.cat([ix[:per_class] for ix in data.class_indices]).sort().values
+
+
 def class_pool(data: ImageDataset, per_class: int | None) -> ImageDataset:
     """The first `per_class` training images of each class (None: all), test set unchanged.
 
-    For small (smoke) runs: every method then chooses from the same smaller candidate pool.
+    For small (smoke) runs: every method then chooses from the same smaller candidate pool. The
+    name stays the dataset's (the evaluation protocol depends on it); `source` names the pool.
     """
     if per_class is None:
         return data
-    if per_class < 1:
-        raise UserError(f"pool size per class must be positive, got {per_class}")
-    idx = torch.cat([ix[:per_class] for ix in data.class_indices]).sort().values
-    return ImageDataset(f"{data.name}-pool{per_class}", data.train_images[idx], data.train_labels[idx],
+    idx = pool_indices(data, per_class)
+    return ImageDataset(data.name, data.train_images[idx], data.train_labels[idx],
                         data.test_images, data.test_labels, list(data.class_names), data.mean, data.std,
                         f"{data.source} (first {per_class} training images per class)")
 
@@ -254,14 +260,16 @@ def load_cscores(path: str | Path | None, data: ImageDataset, align: str = "exac
     The file holds `scores` and `labels` in the original training order. align="exact": the
     dataset is in that order (the CIFAR python batches). align="within-class": the dataset keeps
     the original order only within each class (e.g. an ImageFolder copy such as cifar10-jpeg), so
-    the k-th score of class c goes to the k-th image of class c.
+    the k-th score of class c goes to the k-th image of class c. align="auto": exact when the
+    labels agree; within-class when the dataset is sorted by class (an image-folder copy, which
+    cannot be in the interleaved original order); otherwise an error.
     """
     hint = (f"download {cscore_file_name(data.name)} (Jiang et al. 2021) from {CSCORE_URL} "
             "and pass its path")
     if path is None or not Path(path).is_file():
         raise UserError(f"C-score file not found: {path}; {hint}")
-    if align not in ("exact", "within-class"):
-        raise UserError(f"align must be 'exact' or 'within-class', got '{align}'")
+    if align not in ("exact", "within-class", "auto"):
+        raise UserError(f"align must be 'exact', 'within-class' or 'auto', got '{align}'")
     try:
         with np.load(Path(path), allow_pickle=False) as f:
             arrays = {k: f[k] for k in ("scores", "labels") if k in f.files}
@@ -280,6 +288,9 @@ def load_cscores(path: str | Path | None, data: ImageDataset, align: str = "exac
     if not np.isfinite(scores).all():
         raise UserError(f"{path}: C-scores contain NaN or infinity")
     file_labels = file_labels.astype(np.int64)
+    if align == "auto":
+        class_sorted = bool(np.all(np.diff(labels) >= 0))
+        align = "within-class" if class_sorted and not np.array_equal(file_labels, labels) else "exact"
     if align == "exact":
         if not np.array_equal(file_labels, labels):
             same_counts = np.array_equal(np.bincount(file_labels, minlength=data.num_classes),

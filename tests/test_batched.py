@@ -192,7 +192,8 @@ def test_bad_speed_settings_are_user_errors():
     with pytest.raises(UserError, match="batched implementation"):
         evaluate_set(x, y, data, "dc", EvalConfig(models=("mlp",), num_nets=2, batched_impl="x"))
     with pytest.raises(UserError, match="ConvNets only"):
-        evaluate_set(x, y, data, "dc", EvalConfig(models=("mlp",), num_nets=2, parallel_nets=2, batched_impl="grouped"))
+        cfg = EvalConfig(models=("mlp",), num_nets=2, parallel_nets=2, batched_impl="grouped")
+        evaluate_set(x, y, data, "dc", cfg)
     with pytest.raises(UserError):
         batched.train_stacked(
             batched.stack_networks([_new_network("mlp", 0, data, EvalConfig())]),

@@ -164,3 +164,16 @@ def test_bf16_autocast_and_channels_last_train_to_fp32_accuracy(parallel):
     if parallel == 1:
         nhwc = evaluate_set(x, y, data, "dc", EvalConfig(**base, channels_last=True))[0]
         assert nhwc.accuracies == pytest.approx(fp32.accuracies, abs=0.05)
+
+
+def test_compiled_grouped_step_gives_the_same_networks(monkeypatch):
+    """The compile setting's plumbing (dynamo tracing; the eager backend keeps the test fast)."""
+    monkeypatch.setitem(batched.COMPILE_OPTIONS, "backend", "eager")
+    data = tiny_dataset(per_class=10)
+    x, y = random_subset(data, 5, seed=0)
+    base = dict(models=("convnet_w32",), num_nets=3, epochs=3, augment="none", parallel_nets=3)
+    plain = evaluate_set(x, y, data, "dc", EvalConfig(**base))[0].accuracies
+    compiled = evaluate_set(x, y, data, "dc", EvalConfig(**base, compile=True))[0].accuracies
+    assert compiled == pytest.approx(plain, abs=1e-6)
+    with pytest.raises(UserError, match="grouped"):
+        evaluate_set(x, y, data, "dc", EvalConfig(**base, compile=True, batched_impl="vmap"))

@@ -108,8 +108,10 @@ def test_class_pool_keeps_the_first_images_of_each_class_and_the_test_set():
     pool = selection.class_pool(data, 2)
     assert pool.train_labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert torch.equal(pool.train_images, data.train_images[[0, 1, 5, 6, 10, 11]])
-    assert pool.test_images is data.test_images and pool.name == "tiny-pool2"
+    assert pool.test_images is data.test_images and pool.name == "tiny"  # same protocol as the dataset
+    assert "first 2 training images per class" in pool.source
     assert selection.class_pool(data, None) is data
+    assert selection.pool_indices(data, 2).tolist() == [0, 1, 5, 6, 10, 11]
     with pytest.raises(UserError):
         selection.class_pool(data, 0)
 
@@ -171,6 +173,19 @@ def test_cscore_loader_aligns_a_copy_that_keeps_the_order_only_within_each_class
     assert _one_line(exc)
     out = load_cscores(path, data, align="within-class")
     assert out.tolist() == [0, 1, 2, 10, 11, 12, 20, 21, 22]
+    assert torch.equal(load_cscores(path, data, align="auto"), out)  # a class-sorted copy
+
+
+def test_cscore_auto_alignment_stays_exact_for_data_in_the_original_order(tmp_path):
+    data = tiny_dataset(per_class=3, size=8)
+    order = torch.tensor([3, 0, 6, 1, 4, 7, 8, 2, 5])  # an interleaved 'original' order
+    data = dataclasses.replace(data, train_images=data.train_images[order],
+                               train_labels=data.train_labels[order])
+    path = _write_cscores(tmp_path / "c.npz", data.train_labels.numpy(), np.arange(9.0))
+    assert load_cscores(path, data, align="auto").tolist() == list(range(9))
+    shuffled = _write_cscores(tmp_path / "s.npz", data.train_labels.flip(0).numpy(), np.arange(9.0))
+    with pytest.raises(UserError, match="labels differ"):  # not class-sorted: no guessing
+        load_cscores(shuffled, data, align="auto")
 
 
 def test_cscore_loader_errors_are_one_line_user_errors(tmp_path):
