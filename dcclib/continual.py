@@ -17,6 +17,7 @@ is tested; the figures plot the mean of those accuracies.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 from dcclib import io
 from dcclib.condense import CondenseConfig, condense
-from dcclib.data import ImageDataset, load_dataset
+from dcclib.data import ImageDataset, default_data_root, load_dataset
 from dcclib.errors import UserError
 from dcclib.models import create_model
 from dcclib.seeding import derive_seed
@@ -131,7 +132,7 @@ def load_task(spec: str, data_root: str | Path | None = None, device: str | torc
         name = f"embedded-mnist-digits{lo}-{hi or lo}"
         return class_subset(load_dataset(None, device=device), digits, name)
     if spec == "gtsrb":
-        root = Path(data_root) if data_root is not None else Path("data")
+        root = Path(data_root) if data_root is not None else default_data_root()
         return load_gtsrb(root, device, download)
     return load_dataset(spec, data_root, device, download=download)
 
@@ -250,6 +251,8 @@ class ContinualConfig:
         for k in ("epochs", "batch_size", "replay_batch", "memory_per_class"):
             if getattr(self, k) <= 0:
                 raise UserError(f"{k.replace('_', '-')} must be positive, got {getattr(self, k)}")
+        if self.lr <= 0:
+            raise UserError(f"lr must be positive, got {self.lr}")
 
 
 @dataclass
@@ -331,7 +334,9 @@ def run_continual(tasks: list[ImageDataset], cfg: ContinualConfig,
         raise UserError("a task sequence needs at least one task")
     if cfg.method in ("dsa", "dsac") and memories is None and condense_cfg is None:
         raise UserError(f"method {cfg.method} needs a condensation config or precomputed memories")
-    torch.manual_seed(derive_seed("continual", cfg.seed, cfg.method))
+    # seeds do not depend on the method: every method starts from the same network and sees
+    # task 1 in the same order, so the curves differ by their memories only
+    torch.manual_seed(derive_seed("continual", cfg.seed))
     first = tasks[0]
     classes = [t.num_classes for t in tasks]
     net = MultiHeadNet(cfg.model, first.channels, first.image_size, classes).to(first.device)
@@ -343,7 +348,7 @@ def run_continual(tasks: list[ImageDataset], cfg: ContinualConfig,
     if condense_cfg is not None:
         result.config["condense"] = asdict(condense_cfg)
     for t, task in enumerate(tasks):
-        torch.manual_seed(derive_seed("continual-task", cfg.seed, cfg.method, t))
+        torch.manual_seed(derive_seed("continual-task", cfg.seed, t))
         result.memory_sizes.append(0 if memory is None else len(memory[1]))
         train_task(net, task, t, cfg, memory, buffer)
         accs = torch.stack([task_accuracy(net, tasks[i], i) for i in range(t + 1)])
@@ -361,4 +366,77 @@ def run_continual(tasks: list[ImageDataset], cfg: ContinualConfig,
         ids_new = torch.full_like(y_new, t)
         memory = ((x_new, y_new, ids_new) if memory is None else
                   tuple(torch.cat([a, b]) for a, b in zip(memory, (x_new, y_new, ids_new))))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures 7/8 through a notebook's Lab (results store, device, data root)
+# ---------------------------------------------------------------------------------------------
+def sequence_in_use(sequence: str, stand_in: str | None, profile: str) -> str:
+    """'auto': the offline stand-in at profile smoke, the paper's sequence otherwise."""
+    if stand_in == "auto":
+        return STAND_IN if profile == "smoke" else sequence
+    return stand_in or sequence
+
+
+def _memory_set(lab, task: ImageDataset, method: str, ipc: int, run: int, overrides: dict):
+    """A task's condensed memory, stored like `Lab.set_config` stores a synthetic set."""
+    import dcclib
+    from dcclib.condense import synthetic_metadata
+    from dcclib.experiments import identity
+
+    cfg = lab.profile.condense_config(
+        CondenseConfig(dataset=task.name, method=method, ipc=ipc, seed=lab.seed + run, **overrides)
+    )
+    config = {"profile": lab.profile.name, "dataset": identity(task), "method": method, "ipc": ipc,
+              "run": run, "dcclib": dcclib.__version__, "kind": "condense", "config": asdict(cfg)}
+    record = lab.store.get(config)
+    loaded = lab.store.load_set(config, record) if record is not None else None
+    if loaded is not None:
+        lab.log.append(f"reused  memory {record['key']} ({method}, {task.name})")
+        return loaded[0].to(task.device), loaded[1].to(task.device), config
+    tic = time.perf_counter()
+    out = condense(cfg, task, progress=lab.progress)
+    record = lab.store.put(config, {"seconds": time.perf_counter() - tic}, out.images, out.labels,
+                           synthetic_metadata(cfg, task), device=str(task.device))
+    lab.log.append(f"computed memory {record['key']} ({method}, {task.name}) "
+                   f"in {time.perf_counter() - tic:.1f} s")
+    return out.images, out.labels, config
+
+
+def continual_experiment(lab, tasks: list[ImageDataset] | None, sequence: str, cfg: ContinualConfig,
+                         run: int = 0, **condense_overrides) -> ContinualResult | None:
+    """One run of one method on a loaded sequence, from `lab`'s results store or computed now.
+
+    `tasks` None means the data are not here: only a stored result can be returned (or None).
+    DSA/DSAC memories are condensed at the lab's profile (`condense_overrides` first).
+    """
+    import dcclib
+    from dcclib.experiments import identity
+
+    cfg = replace(cfg, seed=lab.seed + run)
+    cfg.check()
+    tasks_key = [identity(t) for t in tasks] if tasks is not None else None
+    config = {"kind": "continual", "profile": lab.profile.name,
+              "dataset": {"name": sequence, **({"tasks": tasks_key} if tasks is not None else {})},
+              "continual": asdict(cfg), "condense": condense_overrides, "run": run,
+              "dcclib": dcclib.__version__}
+    if tasks is None:
+        hits = lab.store.find_requested(config)
+        return ContinualResult(**{k: v for k, v in hits[-1]["result"].items() if k != "average"}) \
+            if hits else None
+    record = lab.store.get(config)
+    if record is not None:
+        lab.log.append(f"reused  continual run {record['key']} ({cfg.method}, run {run})")
+        return ContinualResult(**{k: v for k, v in record["result"].items() if k != "average"})
+    memories = None
+    if cfg.method in ("dsa", "dsac"):
+        memories = [_memory_set(lab, t, cfg.method, cfg.memory_per_class, run, condense_overrides)[:2]
+                    for t in tasks[:-1]]
+    tic = time.perf_counter()
+    result = run_continual(tasks, cfg, memories=memories)
+    result.config["condense_overrides"] = condense_overrides
+    seconds = time.perf_counter() - tic
+    record = lab.store.put(config, result.as_dict(), device=str(lab.device), seconds=seconds)
+    lab.log.append(f"computed continual run {record['key']} ({cfg.method}, run {run}) in {seconds:.1f} s")
     return result

@@ -14,8 +14,8 @@ is counted in image updates and dt is `lag` of them (1 by default: v = S of cons
 Our reading, stated because the paper gives no formula: "full" is the N x N kernel above. The
 "classwise" variant keeps only same-class pairs (the block diagonal of K), i.e. one Gram per
 class: DC's loss is a sum of per-class terms, each of which moves only its own class's samples,
-so one may read "the kernel" per class. Both are offered; the notebook plots "full" and reports
-the other's summary next to it.
+so one may read "the kernel" per class. Both are offered; notebook 08 plots the one its
+`kernel` parameter names ("full" by default).
 
 Recording is an observer of `condense(..., observer=...)`: one small Gram and one scalar per
 image update, computed on the device; nothing leaves the device until `trace()`.
@@ -23,8 +23,9 @@ image update, computed on the device; nothing leaves the device until `trace()`.
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -239,12 +240,9 @@ def velocity_experiment(
     """Figure 4's trace for one method, from `lab`'s results store or computed now.
 
     `lab` is an experiments.Lab. `overrides` go into the paper's CondenseConfig before the
-    profile scales it; `schedule` (outer_iterations, inner_iterations, net_epochs) replaces the
-    profile's numbers after scaling. None when the data are missing and nothing is stored.
+    profile scales it; `schedule` replaces fields after scaling (e.g. outer_iterations,
+    inner_iterations, net_epochs, batch_real). None when the data are missing and nothing is stored.
     """
-    import time
-    from dataclasses import asdict, replace
-
     import dcclib
     from dcclib.experiments import identity
 

@@ -12,6 +12,7 @@ from tiny import tiny_dataset
 from dcclib.alignment import (
     FeatureNetConfig,
     alignment,
+    alignment_point,
     feature_metrics,
     feature_net_config,
     feature_net_key,
@@ -120,3 +121,20 @@ def test_feature_metrics_of_a_set(tmp_path):
     m = feature_metrics(net, x, y)
     assert set(m) == {"alignment", "uniformity"}
     assert 0 <= m["alignment"] <= 4 and -8 <= m["uniformity"] <= 0
+
+
+def test_alignment_point_is_stored_and_reused(tmp_path):
+    from dcclib.experiments import Lab
+
+    lab = Lab("09_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"),
+              output_dir=str(tmp_path / "o"))
+    feature = FeatureNetConfig(model="convnet_w32", epochs=0, train_per_class=3, augment="none")
+    kw = dict(model="convnet_w32", inner_iterations=1, net_epochs=1)
+    point = alignment_point(lab, "cifar10", "dcc", 2, 0, feature, tmp_path / "nets", **kw)
+    assert set(point) >= {"alignment", "uniformity", "feature_key", "feature_test_accuracy"}
+    assert lab.log[-1].startswith("computed") and "network trained" in lab.log[-1]
+    again = alignment_point(lab, "cifar10", "dcc", 2, 0, feature, tmp_path / "nets", **kw)
+    assert lab.log[-1].startswith("reused") and again["alignment"] == point["alignment"]
+    # a second set under the same network: the network comes from the cache
+    alignment_point(lab, "cifar10", "dc", 2, 0, feature, tmp_path / "nets", **kw)
+    assert "cached network" in lab.log[-1]

@@ -175,6 +175,13 @@ def test_tiny_end_to_end(method):
     assert again.accuracy == res.accuracy  # seeded and repeatable
 
 
+def test_methods_share_the_first_task():
+    tasks = tiny_tasks()
+    ring = run_continual(tasks, small("ring"))
+    none = run_continual(tasks, small("none"))
+    assert ring.accuracy[0] == none.accuracy[0]  # same init and order; memories differ later only
+
+
 def test_precomputed_memories_and_missing_config():
     tasks = tiny_tasks()
     mems = [t.sample_real(2) for t in tasks]
@@ -182,3 +189,24 @@ def test_precomputed_memories_and_missing_config():
     assert res.memory_sizes == [0, 4, 8]
     with pytest.raises(UserError):
         run_continual(tasks, small("dsa"))
+
+
+def test_continual_experiment_is_stored_and_reused(tmp_path):
+    from dcclib.continual import STAND_IN, continual_experiment, sequence_in_use
+    from dcclib.experiments import Lab
+
+    assert sequence_in_use("lizard-truck-insect", "auto", "smoke") == STAND_IN
+    assert sequence_in_use("lizard-truck-insect", "auto", "quick") == "lizard-truck-insect"
+    lab = Lab("10_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"),
+              output_dir=str(tmp_path / "o"))
+    tasks = tiny_tasks()
+    kw = dict(model="convnet_w32", inner_iterations=1, net_epochs=1)
+    res = continual_experiment(lab, tasks, "tiny-seq", small("dsac"), **kw)
+    assert sum(line.startswith("computed memory") for line in lab.log) == 2  # tasks 0 and 1
+    assert res.memory_sizes == [0, 4, 8]
+    again = continual_experiment(lab, tasks, "tiny-seq", small("dsac"), **kw)
+    assert lab.log[-1].startswith("reused") and again.accuracy == res.accuracy
+    # without the data, the stored result is found by the sequence name
+    stored = continual_experiment(lab, None, "tiny-seq", small("dsac"), **kw)
+    assert stored is not None and stored.average == res.average
+    assert continual_experiment(lab, None, "tiny-seq", small("ring"), **kw) is None

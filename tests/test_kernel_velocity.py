@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,11 +14,13 @@ from dcclib.condense import CondenseConfig
 from dcclib.errors import UserError
 from dcclib.kernel_velocity import (
     KernelRecorder,
+    VelocityTrace,
     classwise_gram,
     gram,
     kernel_velocity,
     summarise,
     track_velocity,
+    velocity_experiment,
     velocity_series,
 )
 
@@ -153,3 +156,27 @@ def test_recording_does_not_change_the_run():
     plain = condense(tiny_config("dcc"), data, progress=False)
     _, observed = track_velocity(tiny_config("dcc"), data)
     assert torch.equal(plain.images, observed.images)
+
+
+def test_trace_round_trips_through_json():
+    data = tiny_dataset(num_classes=2, per_class=6, size=8)
+    trace, _ = track_velocity(tiny_config("dcc"), data)
+    back = VelocityTrace.from_result(json.loads(json.dumps(trace.as_result())))
+    assert np.array_equal(back.outer, trace.outer) and np.array_equal(back.classwise, trace.classwise)
+    assert np.allclose(back.velocity, trace.velocity, equal_nan=True)
+
+
+def test_velocity_experiment_is_stored_and_reused(tmp_path):
+    from dcclib.experiments import Lab
+
+    lab = Lab("08_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"),
+              output_dir=str(tmp_path / "o"))
+    schedule = {"outer_iterations": 2, "inner_iterations": 2, "net_epochs": 1, "batch_real": 4}
+    trace, cfg = velocity_experiment(lab, "cifar10", "dcc", 1, schedule=schedule, model="convnet_w32",
+                                     warmup="none")
+    assert cfg.dataset == "embedded-mnist" and cfg.outer_iterations == 2 and cfg.batch_real == 4
+    assert len(trace.velocity) == 4 and lab.log[-1].startswith("computed")
+    again, _ = velocity_experiment(lab, "cifar10", "dcc", 1, schedule=schedule, model="convnet_w32",
+                                   warmup="none")
+    assert lab.log[-1].startswith("reused")
+    assert np.allclose(again.velocity, trace.velocity, equal_nan=True)
