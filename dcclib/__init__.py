@@ -8,6 +8,11 @@ Modules, one per concept:
     condense  Algorithm 1 with the bi-level warm-up, checkpoints and resume
     evaluate  the evaluation protocol (fresh networks trained on the synthetic set)
     io        saving and loading synthetic sets (safetensors + JSON metadata)
+    batched   many evaluation networks trained together
+    profiles  smoke | quick | paper
+    store, experiments, views, reports   the results store and the notebooks' glue
+    paper_results   the paper's numbers, as data
+    motivating, selection, kip, kernel_velocity, alignment, continual   the paper's analyses
     cli       the `dcc` command
 """
 

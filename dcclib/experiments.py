@@ -20,6 +20,7 @@ import math
 import shutil
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,23 +28,33 @@ import numpy as np
 import pandas as pd
 import torch
 
+with warnings.catch_warnings():  # tqdm.auto warns once in Jupyter without ipywidgets: not here
+    warnings.simplefilter("ignore")
+    import tqdm.auto  # noqa: F401
+
 import dcclib
 from dcclib import reports
-from dcclib.condense import CondenseConfig, condense, synthetic_metadata
+from dcclib.condense import CondenseConfig, condense, initial_synthetic, synthetic_metadata
 from dcclib.data import ImageDataset, load_dataset
 from dcclib.errors import UserError
 from dcclib.evaluate import evaluate_set, random_subset
-from dcclib.paper_results import (CONTRASTIVE, DATASET_LABELS, METHOD_LABELS, MODEL_LABELS,
-                                  WARMUP_LABELS, paper_value)
+from dcclib.paper_results import CONTRASTIVE, dataset_label  # noqa: F401  (dataset_label re-exported)
 from dcclib.profiles import Profile, get_profile
 from dcclib.seeding import resolve_device
 from dcclib.store import ResultStore, config_key
+from dcclib.views import (  # noqa: F401  re-exported: notebooks may import all helpers from here
+    comparison_frame,
+    half_shares,
+    image_grid,
+    plot_comparison,
+    rounded,
+    wide_view,
+)
 
 METHODS = ("random", "dc", "dsa", "dcc", "dsac")
-
-
-def dataset_label(name: str) -> str:
-    return DATASET_LABELS.get(name, name)
+# Smoke numbers are checked by nbval; CPU results depend on the thread count (the partition of
+# reductions), so profile smoke fixes it. Other profiles keep torch's default.
+SMOKE_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,9 @@ class DataUse:
         if self.stand_in:
             return f"{self.name} (stand-in for {dataset_label(self.paper)})"
         return f"{dataset_label(self.name)} [{self.detail}]"
+
+    def __str__(self) -> str:
+        return self.label
 
 
 def source_id(source: str) -> str:
@@ -107,6 +121,11 @@ class Cell:
     accuracies: list[float] = field(default_factory=list)
     runs: int = 0
     source: str = ""  # where the numbers came from when the data were not here ("" otherwise)
+    paper_ipc: int | None = None  # the paper's img/cls for this cell, when a smoke run uses fewer
+
+    @property
+    def compared_ipc(self) -> int:
+        return self.paper_ipc if self.paper_ipc is not None else self.ipc
 
     @property
     def mean(self) -> float:
@@ -123,9 +142,12 @@ class Lab:
     def __init__(self, notebook: str, profile: str | Profile = "smoke", device: str | None = None,
                  data_root: str | None = None, stand_in: str | None = "auto", seed: int = 0,
                  results_dir: str | None = None, output_dir: str | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, threads: int | None = None) -> None:
         self.notebook = notebook
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        threads = threads or (SMOKE_THREADS if self.profile.name == "smoke" else None)
+        if threads:
+            torch.set_num_threads(threads)
         self.device = resolve_device(device or self.profile.device)
         self.data_root = data_root
         self.stand_in = stand_in
@@ -144,7 +166,16 @@ class Lab:
         epochs = p.eval_epochs if p.eval_epochs is not None else "protocol"
         return (f"profile {p.name} | device {self.device.type} | runs per cell {p.num_runs} | "
                 f"networks per run {p.num_nets} | evaluation epochs {epochs} | seed {self.seed} | "
-                f"dcclib {dcclib.__version__}")
+                f"stand-in rule {self.stand_in!r} | dcclib {dcclib.__version__}")
+
+    def plan(self, smoke: dict, **full: list) -> dict:
+        """What the notebook runs: the paper's lists `full`, restricted at profile smoke to `smoke`."""
+        if self.profile.name != "smoke":
+            return dict(full)
+        unknown = set(smoke) - set(full)
+        if unknown:
+            raise UserError(f"smoke subset names unknown lists: {', '.join(sorted(unknown))}")
+        return {k: list(smoke.get(k, v)) for k, v in full.items()}
 
     def environment(self) -> str:
         """Machine-specific facts (paths, threads, versions): for an output nbval ignores."""
@@ -170,6 +201,14 @@ class Lab:
         if isinstance(got, UserError):
             raise got
         return got
+
+    def add_dataset(self, data: ImageDataset, based_on: str | None = None) -> DataUse:
+        """Register a dataset made in the notebook (e.g. a class subset) under its own name;
+        `based_on` says what it was made from (for the labels)."""
+        self._data[data.name] = data
+        detail = based_on or source_id(data.source)
+        self._uses[data.name] = DataUse(data.name, data.name, True, detail)
+        return self._uses[data.name]
 
     def use(self, paper: str) -> DataUse:
         """Which data stand for the paper's dataset `paper` (loading them if possible)."""
@@ -210,6 +249,15 @@ class Lab:
         use = self.use(paper)
         data = self.data(use.name)
         return (*self._set(self.set_config(use, method, ipc, run, **overrides), data), data)
+
+    def initial_set(self, paper: str, method: str, ipc: int, run: int = 0, **overrides
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real images a condensation run starts from (seeded, as `condense` draws them)."""
+        use = self.use(paper)
+        config = self.set_config(use, method, ipc, run, **overrides)
+        if config["kind"] != "condense":
+            raise UserError("only condensation runs have an initial set")
+        return initial_synthetic(self.data(use.name), CondenseConfig(**config["config"]))
 
     def _set(self, config: dict, data: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
         record = self.store.get(config)
@@ -268,15 +316,18 @@ class Lab:
         return record, ""
 
     def cell(self, table: str, paper: str, method: str, ipc: int, model: str = "convnet",
-             **overrides) -> Cell:
-        """All runs x networks of one table cell (empty when the data are missing and unstored)."""
+             paper_ipc: int | None = None, **overrides) -> Cell:
+        """All runs x networks of one table cell (empty when the data are missing and unstored).
+
+        `overrides` are CondenseConfig fields (e.g. warmup="none"); `paper_ipc` names the
+        paper's img/cls when it differs from `ipc` (then the cell is not compared)."""
         use = self.use(paper)
         warmup = overrides.get("warmup", "bilevel") if method in CONTRASTIVE else "-"
-        cell = Cell(table, use, method, ipc, model, warmup)
+        cell = Cell(table, use, method, ipc, model, warmup, paper_ipc=paper_ipc)
         for run in range(self.profile.num_runs):
             record, source = self._evaluation(use, method, ipc, model, run, overrides)
             if record is None:
-                return Cell(table, use, method, ipc, model, warmup)
+                return Cell(table, use, method, ipc, model, warmup, paper_ipc=paper_ipc)
             cell.accuracies += [100 * a for a in record["result"]["accuracies"]]
             cell.runs += 1
             cell.source = source
@@ -306,66 +357,26 @@ class Lab:
                 "data": labels, "output_dir": str(self.output_dir)}
 
 
-def comparison_frame(cells: list[Cell], profile: str) -> pd.DataFrame:
-    """The tidy ours-vs-paper table: one row per cell (accuracies in percent)."""
-    rows = []
-    for c in cells:
-        paper = paper_value(c.table, c.use.paper, c.ipc, c.method, c.model, c.warmup)
-        p_mean, p_std = paper if paper is not None else (math.nan, math.nan)
-        comparable = not c.use.stand_in and (c.use.available or bool(c.source))
-        notes = []
-        if c.use.stand_in:
-            notes.append("stand-in data: not comparable with the paper")
-        if not c.accuracies:
-            notes.append("not run: data missing" if not c.use.available else "no result")
-        if c.source:
-            notes.append(c.source)
-        rows.append({
-            "table": c.table, "profile": profile, "dataset": dataset_label(c.use.paper),
-            "data used": c.use.label, "ipc": c.ipc, "method": METHOD_LABELS[c.method],
-            "model": MODEL_LABELS.get(c.model, c.model), "warm-up": WARMUP_LABELS[c.warmup],
-            "ours": c.mean, "ours std": c.std, "runs": c.runs, "accuracies": len(c.accuracies),
-            "paper": p_mean, "paper std": p_std,
-            "difference": c.mean - p_mean if comparable and c.accuracies else math.nan,
-            "note": "; ".join(notes),
-        })
-    return pd.DataFrame(rows)
+def subset_classes(data: ImageDataset, classes: list[int], flip: list[int] = ()) -> ImageDataset:
+    """A new dataset with only `classes` (relabelled 0..k-1 in that order); the images of the
+    classes in `flip` mirrored left-right, train and test (Figure 3's flipped setting)."""
+    bad = [c for c in (*classes, *flip) if not 0 <= c < data.num_classes]
+    if bad or len(set(classes)) != len(classes) or not set(flip) <= set(classes):
+        raise UserError(f"classes {classes} (flip {list(flip)}) do not fit {data.name}'s "
+                        f"{data.num_classes} classes")
 
+    def pick(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keep = torch.isin(y, torch.tensor(classes, device=y.device))
+        x, y = x[keep].clone(), y[keep]
+        for c in flip:
+            x[y == c] = x[y == c].flip(-1)
+        new = torch.empty_like(y)
+        for i, c in enumerate(classes):
+            new[y == c] = i
+        return x, new
 
-def _fmt(v: float, decimals: int = 1, sign: bool = False) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:+.{decimals}f}" if sign else f"{v:.{decimals}f}"
-
-
-def rounded(df: pd.DataFrame, decimals: int = 1) -> pd.DataFrame:
-    """The tidy table for display: numbers as fixed-decimal strings, '-' where there is none."""
-    out = df.drop(columns=["table", "accuracies"], errors="ignore").copy()
-    for col in ("ours", "ours std"):
-        out[col] = [_fmt(v, decimals) for v in out[col]]
-    out["paper"] = [_fmt(v, 2 if round(v, 1) != v else 1) if not math.isnan(v) else "-" for v in df["paper"]]
-    out["paper std"] = [_fmt(v, 1) for v in df["paper std"]]
-    out["difference"] = [_fmt(v, decimals, sign=True) for v in df["difference"]]
-    return out
-
-
-def wide_view(df: pd.DataFrame, index: list[str], columns: str) -> pd.DataFrame:
-    """A paper-shaped view: each cell 'ours ± std (paper P)' as a string."""
-    def cell(r) -> str:
-        ours = f"{_fmt(r['ours'])} ± {_fmt(r['ours std'])}" if not math.isnan(r["ours"]) else "-"
-        return f"{ours} (paper {_fmt(r['paper'], 2 if round(r['paper'], 1) != r['paper'] else 1)})" \
-            if not math.isnan(r["paper"]) else ours
-    view = df.assign(value=[cell(r) for _, r in df.iterrows()])
-    return view.pivot_table(index=index, columns=columns, values="value", aggfunc="first", sort=False)
-
-
-def image_grid(ax, images: torch.Tensor, data: ImageDataset, per_row: int, title: str = "") -> None:
-    """Show class-blocked images on `ax`, one class per row (denormalised to pixels)."""
-    from torchvision.utils import make_grid
-
-    grid = make_grid(data.denormalise(images.detach().float().cpu()), nrow=per_row, padding=1,
-                     pad_value=1.0)
-    ax.imshow(grid.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if grid.shape[0] == 1 else None,
-              interpolation="nearest")
-    ax.set_title(title)
-    ax.axis("off")
+    tag = "v".join(str(c) for c in classes) + "".join(f"-flip{c}" for c in flip)
+    return ImageDataset(f"{data.name}-{tag}", *pick(data.train_images, data.train_labels),
+                        *pick(data.test_images, data.test_labels),
+                        [data.class_names[c] for c in classes], data.mean, data.std,
+                        f"{data.source} [classes {tag}]")

@@ -136,6 +136,11 @@ SOURCES = {
 }
 
 
+def dataset_label(name: str) -> str:
+    """How the paper writes a dataset's name (dcclib's name where the paper has none)."""
+    return DATASET_LABELS.get(name, name)
+
+
 def _rows(block: str) -> tuple[list[str], list[list[str]]]:
     lines = [line.split() for line in block.strip().splitlines()]
     return lines[0], lines[1:]

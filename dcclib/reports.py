@@ -65,7 +65,7 @@ def write_table(df: pd.DataFrame, view: pd.DataFrame, stem: str, title: str, met
     out = Path(meta["output_dir"])
     csv, md = out / "tables" / f"{stem}.csv", out / "tables" / f"{stem}.md"
     io.write_text(csv, df.to_csv(index=False))
-    body = view.to_markdown(index=not isinstance(view.index, pd.RangeIndex))
+    body = (view if isinstance(view.index, pd.RangeIndex) else view.reset_index()).to_markdown(index=False)
     io.write_text(md, f"# {title}\n\n{_labels(meta)}\n\n{body}\n")
     _record(out, stem, "table", title, [md, csv], meta)
     return [md, csv]
@@ -114,6 +114,10 @@ def write_index(out: Path) -> Path:
             lines += [f"### {r['title']}", "", f"{_labels(r)} · notebook {r['notebook']} · {links}", ""]
             if kind == "figure":
                 lines += [f"![{r['title']}]({r['files'][0]})", ""]
+    others = sorted(p for p in out.rglob("*.md") if p.parent.name != "tables" and p.name != "index.md")
+    if others:
+        lines += ["", "## Other documents in this folder", ""]
+        lines += [f"- [{p.relative_to(out)}]({p.relative_to(out)})" for p in others]
     path = out / "index.md"
     io.write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
@@ -148,7 +152,8 @@ def select(notebooks: list[Path], only: str | None) -> list[Path]:
     chosen = [nb for nb in notebooks if nb.name[:2] in wanted or nb.stem in wanted]
     unknown = wanted - {nb.name[:2] for nb in chosen} - {nb.stem for nb in chosen}
     if unknown:
-        raise UserError(f"no notebook {', '.join(sorted(unknown))}; have {', '.join(n.stem for n in notebooks)}")
+        have = ", ".join(n.stem for n in notebooks)
+        raise UserError(f"no notebook {', '.join(sorted(unknown))}; have {have}")
     return chosen
 
 
@@ -164,6 +169,7 @@ def run(profile: str = "smoke", only: str | None = None, parameters: dict | None
         raise UserError("--update-notebooks writes nbval references: only at profile smoke with defaults")
     src = notebooks or notebooks_dir()
     out = (output or default_reports_dir()).resolve()
+    out.mkdir(parents=True, exist_ok=True)
     params = {**({"profile": profile} if profile != "smoke" else {}), **(parameters or {})}
     os.environ[REPORTS_ENV] = str(out)
     if results is not None:
@@ -174,11 +180,14 @@ def run(profile: str = "smoke", only: str | None = None, parameters: dict | None
         target = out / nb.name
         print(f"[reports] {nb.stem} (profile {profile}) ...", flush=True)
         tic, status = time.perf_counter(), "ok"
+        partial = out / f".{nb.stem}.partial.ipynb"  # papermill saves as it goes: rename at the end
         try:
-            papermill.execute_notebook(str(nb), str(target), parameters=params, kernel_name="python3",
+            papermill.execute_notebook(str(nb), str(partial), parameters=params, kernel_name="python3",
                                        cwd=str(src), progress_bar=False)
         except papermill.PapermillExecutionError as exc:
             status = f"failed: {exc.ename}: {exc.evalue}"[:200]
+        if partial.exists():
+            os.replace(partial, target)
         seconds = time.perf_counter() - tic
         if update_notebooks and status == "ok":
             io.write_text(nb, target.read_text())
@@ -231,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = [d["notebook"] for d in done if d["status"] != "ok"]
+    tail = f"; FAILED: {', '.join(failed)}" if failed else ""
     print(f"[reports] {len(done)} notebooks in {time.perf_counter() - tic:.0f} s; "
-          f"index: {default_reports_dir() / 'index.md'}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+          f"index: {default_reports_dir() / 'index.md'}{tail}")
     return 1 if failed else 0
 
 

@@ -162,6 +162,7 @@ class ResultStore:
                 record = io.read_json(path)
             except UserError:
                 continue
-            if record.get("request_key") == want and request_of(record.get("config", {})) == request_of(config):
+            same = request_of(record.get("config", {})) == request_of(config)
+            if record.get("request_key") == want and same:
                 hits.append(record)
         return hits
