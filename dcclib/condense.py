@@ -378,31 +378,8 @@ def _outer_iteration(
                 real_x, real_y, syn_x, syn_labels, data.num_classes, strategy, dsa, chunk
             )
         classwise = uses_classwise_loss(cfg, outer, inner)
-        if classwise:
-            loss = dc_loss(
-                net,
-                real_x,
-                real_y,
-                syn_x,
-                syn_labels,
-                real_counts,
-                syn_counts,
-                cfg.distance,
-                mode,
-                chunk,
-            )
-        else:
-            loss = dcc_loss(
-                net,
-                real_x,
-                real_y,
-                syn_x,
-                syn_labels,
-                real_counts,
-                syn_counts,
-                cfg.distance,
-                chunk,
-            )
+        batches = (net, real_x, real_y, syn_x, syn_labels, real_counts, syn_counts, cfg.distance)
+        loss = dc_loss(*batches, mode, chunk) if classwise else dcc_loss(*batches, chunk)
         (grad,) = torch.autograd.grad(loss, syn_images)
         syn_images.grad = grad
         image_optimizer.step()
