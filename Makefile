@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 reports: $(STAMP)
-	$(PY) -m dcclib.reports $(REPORTS_ARGS)
+	$(PY) -m dcclib.lab.reports $(REPORTS_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

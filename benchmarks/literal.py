@@ -148,7 +148,7 @@ def literal_train(net: nn.Module, optimizer, images, labels, epochs, batch_size,
 
 def literal_evaluate(model, images, labels, data, epochs, cfg: EvalConfig, augment=None) -> list[float]:
     """cfg.num_nets networks, one after another (seeded as dcclib.evaluate), `.item()` per batch."""
-    from dcclib.seeding import derive_seed
+    from dcclib.runtime import derive_seed
 
     accs = []
     for j in range(cfg.num_nets):

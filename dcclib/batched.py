@@ -30,10 +30,9 @@ BatchNorm networks are not batched (their running statistics are in-place buffer
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -43,9 +42,9 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 
 from dcclib.augment import DSAParams, apply_dsa, dc_augment, parse_strategy, sample_dsa
 from dcclib.errors import UserError
-from dcclib.models import ConvNet, create_model, has_batchnorm
+from dcclib.models import ConvNet, has_batchnorm
+from dcclib.runtime import precision_context
 
-PRECISIONS = ("fp32", "tf32", "bf16")
 IMPLS = ("auto", "grouped", "vmap")
 COMPILE_OPTIONS: dict = {"dynamic": False}  # torch.compile arguments of the opt-in compiled step
 _COMPILED: dict[str, Callable] = {}  # compiled grouped losses, by architecture (reused across groups)
@@ -53,34 +52,6 @@ _GROUPED_OK = (nn.Conv2d, nn.GroupNorm, nn.LayerNorm, nn.ReLU, nn.Sigmoid, nn.Le
                nn.AvgPool2d, nn.MaxPool2d, nn.Identity)  # fmt: skip
 
 Augment = Callable[[Tensor], Tensor]  # [N, B, C, H, W] -> same shape
-
-
-# ---------------------------------------------------------------------------------------------
-# Precision: opt-in reduced precision (TF32 matmuls/convs, bf16 autocast); fp32 is the default.
-# ---------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def precision_context(precision: str, device: torch.device) -> Iterator[None]:
-    """fp32: nothing changes. tf32: allow TF32 in CUDA matmuls and cuDNN convs (no-op on CPU).
-
-    bf16: autocast to bfloat16 on the device (for evaluation training; not for matching).
-    Wrap one forward pass (or one step) at a time: autocast caches its casts of the weights
-    until the region ends. The global TF32 flags are restored on exit.
-    """
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        yield
-        return
-    if precision == "bf16":
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-            yield
-        return
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,27 +105,6 @@ def grouped_convnet_forward(template: ConvNet, params: dict[str, Tensor], x: Ten
     feats = h.reshape(b, n, -1).transpose(0, 1)  # [N, B, features], each ConvNet's flatten(1)
     weight, bias = params["classifier.weight"], params["classifier.bias"]
     return torch.baddbmm(bias.unsqueeze(1), feats, weight.transpose(1, 2))
-
-
-def activation_bytes_per_image(
-    model: str, channels: int, num_classes: int, image_size: tuple[int, int]
-) -> int:
-    """Rough float32 bytes one image keeps for backward: twice the sum of all leaf-module
-    outputs, counted on the meta device (no memory, no compute). Used to size chunks/groups."""
-    total = 0
-
-    def count(_m: nn.Module, _i: object, out: object) -> None:
-        nonlocal total
-        if isinstance(out, Tensor):
-            total += out.numel()
-
-    with torch.device("meta"):
-        net = create_model(model, channels, num_classes, image_size)
-        hooks = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
-        net(torch.empty(1, channels, *image_size))
-    for h in hooks:
-        h.remove()
-    return 2 * 4 * total
 
 
 def clone_default_generator(device: torch.device) -> torch.Generator:

@@ -117,7 +117,7 @@ def _condense(args: argparse.Namespace) -> dict:
     from dcclib.data import load_dataset
     from dcclib.evaluate import EvalConfig, evaluate_set
     from dcclib.io import load_synthetic, save_synthetic
-    from dcclib.seeding import resolve_device
+    from dcclib.runtime import resolve_device
 
     names = {f.name for f in fields(CondenseConfig)}
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
@@ -147,7 +147,7 @@ def _evaluate(args: argparse.Namespace) -> dict:
     from dcclib.data import load_dataset
     from dcclib.evaluate import EvalConfig, evaluate_set, random_subset
     from dcclib.io import library_versions, load_synthetic, write_json
-    from dcclib.seeding import resolve_device
+    from dcclib.runtime import resolve_device
 
     if args.num_nets <= 0:
         raise UserError(f"num-nets must be positive, got {args.num_nets}")

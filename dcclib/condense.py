@@ -18,17 +18,16 @@ rounding; `precision="tf32"` is opt-in.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dcclib import io
+from dcclib import io, runs
 from dcclib.augment import (
     DSAParams,
     apply_dsa,
@@ -38,138 +37,18 @@ from dcclib.augment import (
     parse_strategy,
     sample_dsa,
 )
-from dcclib.batched import activation_bytes_per_image, precision_context
+from dcclib.condense_config import (  # noqa: F401  (re-exported: the settings live there)
+    CLASSWISE_AUTO,
+    INNER_SCHEDULE,
+    METHODS,
+    CondenseConfig,
+    config_from_json,
+)
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
-from dcclib.matching import CLASSWISE_MODES, DISTANCES, dc_loss, dcc_loss
-from dcclib.models import create_model, has_batchnorm, list_models
-from dcclib.seeding import derive_seed
-
-METHODS = ("dc", "dsa", "dcc", "dsac")
-CONDENSE_PRECISIONS = ("fp32", "tf32")  # bf16 is not offered for second-order matching
-# classwise_mode "auto": measured on the 2-core CPU (loop 1.4-2.1x faster than vmap, see
-# reports/performance.md); cuda: vmap, provisional until benchmarks/bench_condense.py runs on a GPU.
-CLASSWISE_AUTO = {"cpu": "loop", "cuda": "vmap"}
-WARMUPS = ("bilevel", "none", "inner")
-INITS = ("real", "noise")
-
-# (K_i, T) per images-per-class, from the authors' code (see spec/reference-details.md).
-INNER_SCHEDULE: dict[int, tuple[int, int]] = {
-    1: (10, 5),
-    10: (10, 50),
-    20: (20, 25),
-    30: (30, 20),
-    40: (40, 15),
-    50: (50, 10),
-}
-
-
-@dataclass
-class CondenseConfig:
-    """Every setting of a condensation run; the defaults are the paper's."""
-
-    dataset: str = "embedded-mnist"
-    method: str = "dcc"  # dc | dsa | dcc | dsac
-    ipc: int = 10  # images per class
-    outer_iterations: int = 1000  # K_o
-    inner_iterations: int | None = None  # K_i; None: from INNER_SCHEDULE
-    net_epochs: int | None = None  # T; None: from INNER_SCHEDULE
-    warmup: str = "bilevel"  # bilevel | none | inner ("Simple" of Table 5)
-    gamma_outer: int = 250
-    gamma_inner: int = 10
-    lr_images: float = 0.1
-    momentum_images: float = 0.5
-    lr_net: float = 0.01
-    batch_real: int = 256  # real images per class per image update
-    batch_train: int = 256  # batch size when training the network on the synthetic set
-    distance: str = "layerwise"  # layerwise | mse | cos
-    init: str = "real"  # real | noise
-    dsa_strategy: str | None = None  # None: the dataset's default
-    model: str = "convnet"
-    seed: int = 0
-    classwise_mode: str = "auto"  # DC's per-class gradients: loop | vmap | auto (by device)
-    # split the real batch (DSA, DCC's gradient, DC's vmap gradients) into chunks of this many
-    # images: an int, None (never), or "auto" (as many as fit chunk_budget_mb of activations)
-    real_chunk: int | str | None = "auto"
-    chunk_budget_mb: int = 16384
-    precision: str = "fp32"  # fp32 | tf32 (TF32 matmuls/convs on CUDA; opt-in)
-    checkpoint_every: int = 10  # outer iterations between checkpoints (0: only at the end)
-
-    @property
-    def uses_dsa(self) -> bool:
-        return self.method in ("dsa", "dsac")
-
-    @property
-    def contrastive(self) -> bool:
-        """DCC / DSAC use the class-collective loss (after the warm-up)."""
-        return self.method in ("dcc", "dsac")
-
-    def resolved(self) -> CondenseConfig:
-        """Fill K_i and T from the schedule and validate every setting (UserError if bad)."""
-        checks = [
-            (
-                self.method in METHODS,
-                f"unknown method '{self.method}'; choose one of: {', '.join(METHODS)}",
-            ),
-            (
-                self.warmup in WARMUPS,
-                f"unknown warm-up '{self.warmup}'; choose one of: {', '.join(WARMUPS)}",
-            ),
-            (
-                self.distance in DISTANCES,
-                f"unknown distance '{self.distance}'; choose one of: {', '.join(DISTANCES)}",
-            ),
-            (self.init in INITS, f"unknown init '{self.init}'; choose one of: {', '.join(INITS)}"),
-            (
-                self.classwise_mode in (*CLASSWISE_MODES, "auto"),
-                f"unknown class-wise mode '{self.classwise_mode}'; choose loop, vmap or auto",
-            ),
-            (
-                self.precision in CONDENSE_PRECISIONS,
-                f"unknown precision '{self.precision}'; choose one of: {', '.join(CONDENSE_PRECISIONS)}",
-            ),
-            (
-                self.real_chunk is None
-                or self.real_chunk == "auto"
-                or (isinstance(self.real_chunk, int) and self.real_chunk > 0),
-                f"real-chunk must be a positive integer, 'auto' or None, got {self.real_chunk!r}",
-            ),
-            (self.chunk_budget_mb > 0, f"chunk-budget-mb must be positive, got {self.chunk_budget_mb}"),
-        ]
-        positive = ["ipc", "outer_iterations", "batch_real", "batch_train", "lr_images", "lr_net"]
-        checks += [
-            (
-                getattr(self, k) > 0,
-                f"{k.replace('_', '-')} must be positive, got {getattr(self, k)}",
-            )
-            for k in positive
-        ]
-        checks += [(self.gamma_outer >= 0 and self.gamma_inner >= 0, "warm-up lengths must be >= 0")]
-        checks += [(self.checkpoint_every >= 0, "checkpoint-every must be >= 0")]
-        checks += [
-            (
-                self.model in list_models(),
-                f"unknown model '{self.model}'; choose one of: {', '.join(list_models())}",
-            )
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
-        if self.dsa_strategy is not None:
-            parse_strategy(self.dsa_strategy)  # raises UserError for an unknown family
-        k_i, t = self.inner_iterations, self.net_epochs
-        if k_i is None or t is None:
-            if self.ipc not in INNER_SCHEDULE:
-                raise UserError(
-                    f"ipc {self.ipc} has no default (K_i, T): give --inner-iterations, --net-epochs "
-                    f"(defaults exist for ipc {sorted(INNER_SCHEDULE)})"
-                )
-            default_k, default_t = INNER_SCHEDULE[self.ipc]
-            k_i = default_k if k_i is None else k_i
-            t = default_t if t is None else t
-        if k_i <= 0 or t < 0:
-            raise UserError(f"inner-iterations must be positive and net-epochs >= 0, got {k_i}, {t}")
-        return replace(self, inner_iterations=k_i, net_epochs=t)
+from dcclib.matching import dc_loss, dcc_loss
+from dcclib.models import create_model, has_batchnorm
+from dcclib.runtime import activation_bytes_per_image, derive_seed, precision_context
 
 
 def uses_classwise_loss(cfg: CondenseConfig, outer: int, inner: int) -> bool:
@@ -404,7 +283,7 @@ def _outer_iteration(
 
 
 # ---------------------------------------------------------------------------------------------
-# The run: a folder with config.json, metrics.jsonl, checkpoint.safetensors, synthetic.safetensors
+# The run: K_o outer iterations, checkpointed into a run folder (dcclib.runs)
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class CondenseResult:
@@ -436,9 +315,9 @@ def condense(
     start = 0
     metrics: list[dict] = []
     if run_path is not None:
-        start, metrics = _prepare_run_dir(run_path, cfg, data, resume, syn_images, image_optimizer)
+        start, metrics = runs.prepare_run_dir(run_path, cfg, data, resume, syn_images, image_optimizer)
     end = cfg.outer_iterations if stop_after is None else min(cfg.outer_iterations, stop_after)
-    bar = _progress_bar(start, cfg.outer_iterations, progress)
+    bar = runs.progress_bar(start, cfg.outer_iterations, progress)
     for outer in range(start, end):
         tic = time.perf_counter()
         result = outer_iteration(cfg, data, syn_images, syn_labels, image_optimizer, outer, observer)
@@ -461,98 +340,11 @@ def condense(
             io.append_jsonl(run_path / "metrics.jsonl", row)
             done = outer + 1
             if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end:
-                _save_checkpoint(run_path, cfg, data, syn_images, image_optimizer, done)
+                runs.save_checkpoint(run_path, cfg, data, syn_images, image_optimizer, done)
     bar.close()
     images = syn_images.detach()
     if run_path is not None and end == cfg.outer_iterations:
         io.save_synthetic(
-            run_path / "synthetic.safetensors", images, syn_labels, synthetic_metadata(cfg, data)
+            run_path / "synthetic.safetensors", images, syn_labels, runs.synthetic_metadata(cfg, data)
         )
     return CondenseResult(images, syn_labels, cfg, run_path, metrics)
-
-
-def synthetic_metadata(cfg: CondenseConfig, data: ImageDataset) -> dict:
-    """What a saved synthetic set carries: dataset, classes, normalisation, config, versions."""
-    return {
-        "kind": "synthetic",
-        "dataset": data.name,
-        "data_source": data.source,
-        "class_names": list(data.class_names),
-        "mean": list(data.mean),
-        "std": list(data.std),
-        "method": cfg.method,
-        "ipc": cfg.ipc,
-        "seed": cfg.seed,
-        "config": asdict(cfg),
-        "versions": io.library_versions(),
-    }
-
-
-def _progress_bar(start: int, total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=start, desc="condense", unit="net", disable=not enabled)
-
-
-def _config_fingerprint(cfg: CondenseConfig, data: ImageDataset) -> dict:
-    """The settings a checkpoint must agree with to be resumed (everything but the schedule)."""
-    d = asdict(cfg)
-    d.pop("checkpoint_every")
-    d["dataset_name"] = data.name
-    d["train_shape"] = list(data.train_images.shape)
-    return d
-
-
-def _prepare_run_dir(run_path, cfg, data, resume, syn_images, image_optimizer):
-    """Create the run folder, or load its checkpoint when resuming. Returns (start, metrics)."""
-    run_path.mkdir(parents=True, exist_ok=True)
-    ckpt = run_path / "checkpoint.safetensors"
-    config_file = run_path / "config.json"
-    if not resume:
-        if ckpt.exists() or (run_path / "synthetic.safetensors").exists():
-            raise UserError(f"{run_path} already holds a run; pass --resume to continue it, or a new --out")
-        io.write_json(
-            config_file,
-            {
-                "config": asdict(cfg),
-                "dataset": data.name,
-                "data_source": data.source,
-                "versions": io.library_versions(),
-            },
-        )
-        (run_path / "metrics.jsonl").unlink(missing_ok=True)
-        return 0, []
-    if not ckpt.exists():
-        raise UserError(f"nothing to resume: {ckpt} does not exist")
-    tensors, meta = io.load_checkpoint(ckpt)
-    if meta.get("fingerprint") != _config_fingerprint(cfg, data):
-        raise UserError(f"{ckpt} was written with other settings; resume with the same ones or a new --out")
-    with torch.no_grad():
-        syn_images.copy_(tensors["images"].to(syn_images.device))
-    if "momentum" in tensors:
-        image_optimizer.state[syn_images]["momentum_buffer"] = (
-            tensors["momentum"].to(syn_images.device).clone()
-        )
-    start = int(meta["next_outer"])
-    metrics = [r for r in io.read_jsonl(run_path / "metrics.jsonl") if r["outer"] < start]
-    io.write_jsonl(run_path / "metrics.jsonl", metrics)  # drop rows past the checkpoint
-    return start, metrics
-
-
-def _save_checkpoint(run_path, cfg, data, syn_images, image_optimizer, next_outer):
-    tensors = {"images": syn_images.detach()}
-    buf = image_optimizer.state.get(syn_images, {}).get("momentum_buffer")
-    if buf is not None:
-        tensors["momentum"] = buf
-    meta = {"next_outer": next_outer, "fingerprint": _config_fingerprint(cfg, data)}
-    io.save_checkpoint(run_path / "checkpoint.safetensors", tensors, meta)
-
-
-def config_from_json(text: str) -> CondenseConfig:
-    """Rebuild a CondenseConfig from its JSON form (unknown keys are an error)."""
-    values = json.loads(text)
-    known = set(CondenseConfig.__dataclass_fields__)
-    unknown = set(values) - known
-    if unknown:
-        raise UserError(f"unknown condensation settings: {', '.join(sorted(unknown))}")
-    return CondenseConfig(**values)

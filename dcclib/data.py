@@ -591,6 +591,59 @@ def _load_folder(folder: Path, device: torch.device, name: str | None = None,
                  channels_last=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# Identity (the dataset part of a results-store key) and class subsets
+# ---------------------------------------------------------------------------------------------
+def source_id(source: str) -> str:
+    """A dataset's source without machine-specific paths: the folder name (MNIST/raw kept whole)."""
+    if "/" not in source and "\\" not in source:
+        return source
+    p = Path(source)
+    return f"{p.parent.name}/{p.name}" if p.name == "raw" else p.name
+
+
+def dataset_identity(data: ImageDataset) -> dict:
+    """The dataset part of an experiment's key: name, source, sizes and a content fingerprint
+    (256 evenly spaced training images as 8-bit pixels, so CPU and GPU loads agree)."""
+    n = data.train_images.shape[0]
+    idx = torch.linspace(0, n - 1, min(256, n)).long()
+    pixels = data.denormalise(data.train_images[idx.to(data.device)].float()).cpu()
+    u8 = (pixels * 255).round().to(torch.uint8).numpy().tobytes()
+    labels = data.train_labels[idx.to(data.device)].cpu().numpy().astype(np.int64).tobytes()
+    return {
+        "name": data.name,
+        "source": source_id(data.source),
+        "train": list(data.train_images.shape),
+        "test": int(data.test_images.shape[0]),
+        "fingerprint": hashlib.sha256(u8 + labels).hexdigest()[:16],
+    }
+
+
+def subset_classes(data: ImageDataset, classes: list[int], flip: list[int] = ()) -> ImageDataset:
+    """A new dataset with only `classes` (relabelled 0..k-1 in that order); the images of the
+    classes in `flip` mirrored left-right, train and test (Figure 3's flipped setting)."""
+    bad = [c for c in (*classes, *flip) if not 0 <= c < data.num_classes]
+    if bad or len(set(classes)) != len(classes) or not set(flip) <= set(classes):
+        raise UserError(f"classes {classes} (flip {list(flip)}) do not fit {data.name}'s "
+                        f"{data.num_classes} classes")
+
+    def pick(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        keep = torch.isin(y, torch.tensor(classes, device=y.device))
+        x, y = x[keep].clone(), y[keep]
+        for c in flip:
+            x[y == c] = x[y == c].flip(-1)
+        new = torch.empty_like(y)
+        for i, c in enumerate(classes):
+            new[y == c] = i
+        return x, new
+
+    tag = "v".join(str(c) for c in classes) + "".join(f"-flip{c}" for c in flip)
+    return ImageDataset(f"{data.name}-{tag}", *pick(data.train_images, data.train_labels),
+                        *pick(data.test_images, data.test_labels),
+                        [data.class_names[c] for c in classes], data.mean, data.std,
+                        f"{data.source} [classes {tag}]")
+
+
 def default_data_root() -> Path:
     return Path(os.environ.get("DCC_DATA_ROOT") or "data").expanduser()
 

@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dcclib import batched
+from dcclib import batched, runtime
 from dcclib.augment import DSAParams, dc_augment, default_dsa_strategy, dsa_augment
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
 from dcclib.models import create_model
-from dcclib.seeding import derive_seed
+from dcclib.runtime import derive_seed
 
 AUGMENTS = ("none", "dsa", "dc", "dc_noise")
 MNIST_LIKE = ("mnist", "embedded-mnist")
@@ -75,7 +75,7 @@ def resolve_parallel_nets(cfg: EvalConfig, model: str, data: ImageDataset) -> in
         return min(cfg.parallel_nets, cfg.num_nets)
     if data.device.type != "cuda":
         return min(CPU_PARALLEL_NETS, cfg.num_nets)
-    per_net = cfg.batch_size * batched.activation_bytes_per_image(
+    per_net = cfg.batch_size * runtime.activation_bytes_per_image(
         model, data.channels, data.num_classes, data.image_size
     )
     return max(1, min(cfg.num_nets, GPU_BATCH_BUDGET_BYTES // max(per_net, 1)))
@@ -140,7 +140,7 @@ def train_from_scratch(
             x = images[idx]
             if augment is not None:
                 x = augment(x)
-            with batched.precision_context(cfg.precision, images.device):  # the forward only:
+            with runtime.precision_context(cfg.precision, images.device):  # the forward only:
                 loss = F.cross_entropy(net(x), labels[idx])  # autocast caches weight casts
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -203,9 +203,9 @@ def evaluate_set(
         raise UserError(
             f"unknown batched implementation '{cfg.batched_impl}'; choose one of: {', '.join(batched.IMPLS)}"
         )
-    if cfg.precision not in batched.PRECISIONS:
+    if cfg.precision not in runtime.PRECISIONS:
         raise UserError(
-            f"unknown precision '{cfg.precision}'; choose one of: {', '.join(batched.PRECISIONS)}"
+            f"unknown precision '{cfg.precision}'; choose one of: {', '.join(runtime.PRECISIONS)}"
         )
     images, labels = images.to(data.device).detach(), labels.to(data.device)
     results = []
@@ -247,7 +247,7 @@ def _train_one(model, j, images, labels, data, epochs, augment, cfg) -> Tensor:
         net = net.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     train_from_scratch(net, images, labels, epochs, cfg, _augmenter(augment, data))
-    with batched.precision_context(cfg.precision, data.device):
+    with runtime.precision_context(cfg.precision, data.device):
         return test_accuracy(net, data, cfg.test_batch)
 
 
@@ -266,7 +266,7 @@ def _train_group(model, ids, images, labels, data, epochs, augment, cfg) -> list
     )
     aug = batched.batched_augmenter(augment, strategy, DSAParams(), gen)
     batched.train_stacked(stack, images, labels, shuffles, settings, aug, cfg.batched_impl)
-    with batched.precision_context(cfg.precision, data.device):
+    with runtime.precision_context(cfg.precision, data.device):
         accs = batched.stacked_accuracy(
             stack, data.test_images, data.test_labels, cfg.test_batch, cfg.batched_impl
         )

@@ -110,14 +110,14 @@ def library_versions() -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 # safetensors with JSON metadata
 # ---------------------------------------------------------------------------------------------
-def _save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     header = {_META_KEY: json.dumps({**meta, "format_version": FORMAT_VERSION}, default=str)}
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(cpu, str(tmp), metadata=header)
 
 
-def _load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"file not found: {path}")
@@ -149,12 +149,12 @@ def save_synthetic(
 ) -> None:
     """Save a synthetic (or selected) set: normalised images [N,C,H,W], labels [N], metadata."""
     meta = {**meta, "num_classes": len(meta["class_names"]), "shape": list(images.shape)}
-    _save_tensors(path, {"images": images.float(), "labels": labels.long()}, meta)
+    save_tensors(path, {"images": images.float(), "labels": labels.long()}, meta)
 
 
 def load_synthetic(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Load and check a saved set; a corrupt or inconsistent file is a UserError."""
-    tensors, meta = _load_tensors(path)
+    tensors, meta = load_tensors(path)
     if set(tensors) != {"images", "labels"}:
         raise UserError(f"{path} holds tensors {sorted(tensors)}, expected images and labels")
     images, labels = tensors["images"], tensors["labels"]
@@ -182,11 +182,11 @@ def load_synthetic(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    _save_tensors(path, tensors, {**meta, "kind": "checkpoint"})
+    save_tensors(path, tensors, {**meta, "kind": "checkpoint"})
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, meta = _load_tensors(path)
+    tensors, meta = load_tensors(path)
     if meta.get("kind") != "checkpoint" or "images" not in tensors:
         raise UserError(f"{path} is not a dcclib checkpoint")
     return tensors, meta

@@ -9,10 +9,9 @@ import torch
 from safetensors.torch import load_file
 from tiny import tiny_dataset
 
-from dcclib.alignment import (
+from dcclib.analyses.alignment import (
     FeatureNetConfig,
     alignment,
-    alignment_point,
     feature_metrics,
     feature_net_config,
     feature_net_key,
@@ -21,6 +20,7 @@ from dcclib.alignment import (
     uniformity,
 )
 from dcclib.errors import UserError
+from dcclib.lab.analysis_runs import alignment_point
 
 
 def test_identical_features_have_zero_alignment():
@@ -124,7 +124,7 @@ def test_feature_metrics_of_a_set(tmp_path):
 
 
 def test_alignment_point_is_stored_and_reused(tmp_path):
-    from dcclib.experiments import Lab
+    from dcclib.lab.experiments import Lab
 
     lab = Lab("09_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"),
               output_dir=str(tmp_path / "o"))

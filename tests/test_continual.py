@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from tiny import tiny_dataset
 
-from dcclib.condense import CondenseConfig
-from dcclib.continual import (
+from dcclib.analyses.continual import (
     ContinualConfig,
     MultiHeadNet,
     RingBuffer,
@@ -22,6 +21,7 @@ from dcclib.continual import (
     run_continual,
     task_bounds,
 )
+from dcclib.condense import CondenseConfig
 from dcclib.errors import UserError
 
 
@@ -192,8 +192,9 @@ def test_precomputed_memories_and_missing_config():
 
 
 def test_continual_experiment_is_stored_and_reused(tmp_path):
-    from dcclib.continual import STAND_IN, continual_experiment, sequence_in_use
-    from dcclib.experiments import Lab
+    from dcclib.analyses.continual import STAND_IN, sequence_in_use
+    from dcclib.lab.analysis_runs import continual_experiment
+    from dcclib.lab.experiments import Lab
 
     assert sequence_in_use("lizard-truck-insect", "auto", "smoke") == STAND_IN
     assert sequence_in_use("lizard-truck-insect", "auto", "quick") == "lizard-truck-insect"

@@ -10,9 +10,7 @@ import pytest
 import torch
 from tiny import tiny_dataset
 
-from dcclib.condense import CondenseConfig
-from dcclib.errors import UserError
-from dcclib.kernel_velocity import (
+from dcclib.analyses.kernel_velocity import (
     KernelRecorder,
     VelocityTrace,
     classwise_gram,
@@ -20,9 +18,11 @@ from dcclib.kernel_velocity import (
     kernel_velocity,
     summarise,
     track_velocity,
-    velocity_experiment,
     velocity_series,
 )
+from dcclib.condense import CondenseConfig
+from dcclib.errors import UserError
+from dcclib.lab.analysis_runs import velocity_experiment
 
 
 def test_constant_kernel_has_zero_velocity():
@@ -167,7 +167,7 @@ def test_trace_round_trips_through_json():
 
 
 def test_velocity_experiment_is_stored_and_reused(tmp_path):
-    from dcclib.experiments import Lab
+    from dcclib.lab.experiments import Lab
 
     lab = Lab("08_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"),
               output_dir=str(tmp_path / "o"))

@@ -11,8 +11,7 @@ import pytest
 import torch
 from tiny import tiny_dataset
 
-from dcclib.errors import UserError
-from dcclib.kip import (
+from dcclib.analyses.kip import (
     KernelConfig,
     KIPConfig,
     arccos1,
@@ -24,6 +23,7 @@ from dcclib.kip import (
     krr_predict,
     relu_kernels,
 )
+from dcclib.errors import UserError
 
 
 def test_krr_matches_a_numpy_closed_form():

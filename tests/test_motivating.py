@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcclib import motivating as mv
+from dcclib.analyses import motivating as mv
 from dcclib.errors import UserError
 
 

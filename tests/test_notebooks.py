@@ -92,8 +92,8 @@ def test_nbval_fails_when_a_checked_number_changes(tmp_path):
 
 
 def test_reports_runs_a_notebook_and_indexes_its_outputs(tmp_path, monkeypatch):
-    from dcclib import reports
     from dcclib.errors import UserError
+    from dcclib.lab import reports
 
     monkeypatch.setenv(reports.REPORTS_ENV, str(tmp_path / "unused"))
     monkeypatch.setenv("DCC_RESULTS_DIR", str(tmp_path / "unused"))

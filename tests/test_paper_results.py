@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dcclib.errors import UserError
-from dcclib.paper_results import COLUMNS, paper_table, paper_value
+from dcclib.lab.paper_results import COLUMNS, paper_table, paper_value
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "dcc-icml2022.md"
 

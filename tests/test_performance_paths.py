@@ -16,7 +16,7 @@ import pytest
 import torch
 from tiny import tiny_dataset
 
-from dcclib import batched, matching
+from dcclib import batched, matching, runtime
 from dcclib.augment import DSA_FULL, DSAParams, dsa_siamese
 from dcclib.condense import (
     CondenseConfig,
@@ -95,7 +95,7 @@ def test_chunked_siamese_augmentation_is_dsa_siamese():
 
 def test_automatic_chunk_size_and_classwise_mode():
     data = tiny_dataset()
-    per_image = batched.activation_bytes_per_image("convnet_w32", 3, 3, (16, 16))
+    per_image = runtime.activation_bytes_per_image("convnet_w32", 3, 3, (16, 16))
     tight = replace(config(), real_chunk="auto", chunk_budget_mb=1)
     assert resolve_real_chunk(tight, data, 10_000) == 2**20 // per_image
     assert resolve_real_chunk(replace(config(), real_chunk="auto"), data, 15) is None  # fits

@@ -4,7 +4,7 @@ import pytest
 
 from dcclib.condense import CondenseConfig
 from dcclib.errors import UserError
-from dcclib.profiles import PROFILES, get_profile
+from dcclib.lab.profiles import PROFILES, get_profile
 
 
 def test_paper_profile_is_the_paper():

@@ -10,10 +10,8 @@ import torch
 import torch.nn.functional as F
 from tiny import tiny_dataset
 
-from dcclib import selection
-from dcclib.errors import UserError
-from dcclib.models import create_model
-from dcclib.selection import (
+from dcclib.analyses import selection
+from dcclib.analyses.selection import (
     ScoreConfig,
     cached_scores,
     compute_scores,
@@ -23,6 +21,8 @@ from dcclib.selection import (
     select_coreset,
     select_per_class,
 )
+from dcclib.errors import UserError
+from dcclib.models import create_model
 
 TINY_CFG = ScoreConfig(model="mlp", num_nets=2, epoch=3, batch_size=8, score_batch=5)
 

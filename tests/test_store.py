@@ -7,13 +7,13 @@ import pytest
 import torch
 from tiny import tiny_dataset
 
-from dcclib import experiments, store, views
 from dcclib.condense import CondenseConfig
 from dcclib.errors import UserError
 from dcclib.evaluate import EvalConfig
-from dcclib.experiments import Lab
-from dcclib.profiles import Profile
-from dcclib.store import ResultStore, config_key
+from dcclib.lab import experiments, store, views
+from dcclib.lab.experiments import Lab
+from dcclib.lab.profiles import Profile
+from dcclib.lab.store import ResultStore, config_key
 
 
 def _config(**changes):

@@ -8,16 +8,13 @@ difference only where the comparison means something: the paper's data, the pape
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
 from dcclib.data import ImageDataset
-from dcclib.paper_results import METHOD_LABELS, MODEL_LABELS, WARMUP_LABELS, dataset_label, paper_value
-
-if TYPE_CHECKING:  # experiments imports this module: no import cycle at run time
-    from dcclib.experiments import Cell
+from dcclib.lab.cells import Cell
+from dcclib.lab.paper_results import METHOD_LABELS, MODEL_LABELS, WARMUP_LABELS, dataset_label, paper_value
 
 
 def comparison_frame(cells: list[Cell], profile: str) -> pd.DataFrame:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from dcclib.data import ImageDataset
 from dcclib.errors import UserError
 from dcclib.evaluate import EvalConfig, test_accuracy, train_from_scratch
 from dcclib.models import create_model
-from dcclib.seeding import derive_seed
+from dcclib.runtime import derive_seed
 
 _META_KEY = "dcc-feature-net"
 
@@ -210,59 +209,3 @@ def load_or_train_feature_network(
     }
     _save_net(path, net, meta)
     return net.eval(), meta, False
-
-
-# ---------------------------------------------------------------------------------------------
-# Figure 6's points, through a notebook's Lab (results store + data)
-# ---------------------------------------------------------------------------------------------
-def alignment_point(
-    lab,
-    paper: str,
-    method: str,
-    ipc: int,
-    run: int,
-    feature: FeatureNetConfig,
-    cache_dir: str | Path,
-    alpha: float = 2.0,
-    t: float = 2.0,
-    **overrides,
-) -> dict | None:
-    """One point of Figure 6 (a synthetic set under a feature network), from `lab`'s results
-    store or computed now (the set via `lab.synthetic_set`, the network from the cache).
-    None when the data are missing and nothing is stored. `lab` is an experiments.Lab."""
-    import dcclib
-
-    use = lab.use(paper)
-    set_config = lab.set_config(use, method, ipc, run, **overrides)
-    config = {
-        "kind": "alignment",
-        "profile": lab.profile.name,
-        "dataset": set_config["dataset"],
-        "set": set_config,
-        "feature": asdict(feature),
-        "alpha": alpha,
-        "t": t,
-        "dcclib": dcclib.__version__,
-    }
-    if not use.available:
-        hits = lab.store.find_requested(config)
-        return hits[-1]["result"] if hits else None
-    record = lab.store.get(config)
-    if record is not None:
-        lab.log.append(f"reused  alignment point {record['key']} ({method}, run {run}, {feature.model})")
-        return record["result"]
-    tic = time.perf_counter()
-    images, labels, data = lab.synthetic_set(paper, method, ipc, run, **overrides)
-    net, meta, hit = load_or_train_feature_network(feature, data, cache_dir)
-    result = {
-        **feature_metrics(net, images, labels, alpha, t),
-        "feature_key": meta["key"],
-        "feature_test_accuracy": meta["test_accuracy"],
-    }
-    seconds = time.perf_counter() - tic
-    lab.store.put(config, {**result, "seconds": seconds}, device=str(lab.device))
-    lab.log.append(
-        f"computed alignment point ({method}, run {run}, {feature.model}"
-        f"{', cached network' if hit else ', network trained'}) in {seconds:.1f} s"
-    )
-    return result

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
-from dcclib.seeding import derive_seed
+from dcclib.runtime import derive_seed
 
 KERNELS = ("ntk", "nngp")
 

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from dcclib.errors import UserError
-from dcclib.seeding import derive_seed
+from dcclib.runtime import derive_seed
 
 PHI1 = np.array([1.0, 0.0])  # class-discriminative direction
 PHI2 = np.array([0.0, 1.0])  # class-common direction

@@ -4,8 +4,8 @@ A notebook makes one ``Lab`` from its papermill parameters (profile, device, dat
 rule, seed) and asks it for cells: ``lab.cell("table2", "cifar10", "dcc", 10)`` condenses
 ``profile.num_runs`` synthetic sets (or draws the Random subsets), trains ``profile.num_nets``
 networks on each and returns every accuracy; each set and each evaluation is looked up in the
-results store first (``dcclib.store``) and saved there after it is computed. ``lab.compare``
-puts the cells next to the paper's numbers (``dcclib.paper_results``) in a tidy DataFrame.
+results store first (``dcclib.lab.store``) and saved there after it is computed. ``lab.compare``
+puts the cells next to the paper's numbers (``dcclib.lab.paper_results``) in a tidy DataFrame.
 
 Which data a cell uses (``stand_in``): "auto" uses the profile's offline dataset (embedded-mnist)
 in place of every paper dataset at profile smoke, and the paper's dataset otherwise; a dataset
@@ -15,16 +15,12 @@ every output, and its difference to the paper is left empty: it is not a reprodu
 
 from __future__ import annotations
 
-import hashlib
-import math
 import shutil
-import statistics
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -33,16 +29,16 @@ with warnings.catch_warnings():  # tqdm.auto warns once in Jupyter without ipywi
     import tqdm.auto  # noqa: F401
 
 import dcclib
-from dcclib import reports
-from dcclib.condense import CondenseConfig, condense, initial_synthetic, synthetic_metadata
-from dcclib.data import ImageDataset, load_dataset
+from dcclib.condense import CondenseConfig, condense, initial_synthetic
+from dcclib.data import ImageDataset, dataset_identity, load_dataset, source_id
 from dcclib.errors import UserError
 from dcclib.evaluate import evaluate_set, random_subset
-from dcclib.paper_results import CONTRASTIVE, dataset_label  # noqa: F401  (dataset_label re-exported)
-from dcclib.profiles import Profile, get_profile
-from dcclib.seeding import resolve_device
-from dcclib.store import ResultStore, config_key
-from dcclib.views import (  # noqa: F401  re-exported: notebooks may import all helpers from here
+from dcclib.lab import writers
+from dcclib.lab.cells import Cell, DataUse
+from dcclib.lab.paper_results import CONTRASTIVE, dataset_label  # noqa: F401  (dataset_label re-exported)
+from dcclib.lab.profiles import Profile, get_profile
+from dcclib.lab.store import ResultStore, config_key
+from dcclib.lab.views import (  # noqa: F401  re-exported: notebooks may import all helpers from here
     comparison_frame,
     half_shares,
     image_grid,
@@ -50,90 +46,13 @@ from dcclib.views import (  # noqa: F401  re-exported: notebooks may import all 
     rounded,
     wide_view,
 )
+from dcclib.runs import synthetic_metadata
+from dcclib.runtime import resolve_device
 
 METHODS = ("random", "dc", "dsa", "dcc", "dsac")
 # Smoke numbers are checked by nbval; CPU results depend on the thread count (the partition of
 # reductions), so profile smoke fixes it. Other profiles keep torch's default.
 SMOKE_THREADS = 2
-
-
-@dataclass(frozen=True)
-class DataUse:
-    """Which data stand for one of the paper's datasets in this run, and whether they loaded."""
-
-    paper: str  # the paper's dataset (dcclib name)
-    name: str  # the dataset used (== paper unless a stand-in)
-    available: bool
-    detail: str  # the source of the data, or why they could not be loaded
-
-    @property
-    def stand_in(self) -> bool:
-        return self.name != self.paper
-
-    @property
-    def label(self) -> str:
-        """What the 'data used' column says."""
-        if not self.available:
-            return f"{dataset_label(self.name)}: not available here"
-        if self.stand_in:
-            return f"{self.name} (stand-in for {dataset_label(self.paper)})"
-        return f"{dataset_label(self.name)} [{self.detail}]"
-
-    def __str__(self) -> str:
-        return self.label
-
-
-def source_id(source: str) -> str:
-    """A dataset's source without machine-specific paths: the folder name (MNIST/raw kept whole)."""
-    if "/" not in source and "\\" not in source:
-        return source
-    p = Path(source)
-    return f"{p.parent.name}/{p.name}" if p.name == "raw" else p.name
-
-
-def identity(data: ImageDataset) -> dict:
-    """The dataset part of an experiment's key: name, source, sizes and a content fingerprint
-    (256 evenly spaced training images as 8-bit pixels, so CPU and GPU loads agree)."""
-    n = data.train_images.shape[0]
-    idx = torch.linspace(0, n - 1, min(256, n)).long()
-    pixels = data.denormalise(data.train_images[idx.to(data.device)].float()).cpu()
-    u8 = (pixels * 255).round().to(torch.uint8).numpy().tobytes()
-    labels = data.train_labels[idx.to(data.device)].cpu().numpy().astype(np.int64).tobytes()
-    return {
-        "name": data.name,
-        "source": source_id(data.source),
-        "train": list(data.train_images.shape),
-        "test": int(data.test_images.shape[0]),
-        "fingerprint": hashlib.sha256(u8 + labels).hexdigest()[:16],
-    }
-
-
-@dataclass
-class Cell:
-    """Every accuracy (percent) measured for one cell of a table: runs x networks."""
-
-    table: str
-    use: DataUse
-    method: str
-    ipc: int
-    model: str
-    warmup: str
-    accuracies: list[float] = field(default_factory=list)
-    runs: int = 0
-    source: str = ""  # where the numbers came from when the data were not here ("" otherwise)
-    paper_ipc: int | None = None  # the paper's img/cls for this cell, when a smoke run uses fewer
-
-    @property
-    def compared_ipc(self) -> int:
-        return self.paper_ipc if self.paper_ipc is not None else self.ipc
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.accuracies) if self.accuracies else math.nan
-
-    @property
-    def std(self) -> float:
-        return statistics.pstdev(self.accuracies) if len(self.accuracies) > 1 else math.nan
 
 
 class Lab:
@@ -153,7 +72,7 @@ class Lab:
         self.stand_in = stand_in
         self.seed = seed
         self.store = ResultStore(results_dir)
-        self.output_dir = Path(output_dir) if output_dir else reports.default_reports_dir()
+        self.output_dir = Path(output_dir) if output_dir else writers.default_reports_dir()
         self.progress = progress
         self.log: list[str] = []  # what was computed or reused, with timings
         self._data: dict[str, ImageDataset | UserError] = {}
@@ -223,7 +142,7 @@ class Lab:
 
     # ---------------------------------------------------------------------------- configs
     def _dataset_key(self, use: DataUse) -> dict:
-        return identity(self.data(use.name)) if use.available else {"name": use.name}
+        return dataset_identity(self.data(use.name)) if use.available else {"name": use.name}
 
     def set_config(self, use: DataUse, method: str, ipc: int, run: int, **overrides) -> dict:
         """The full config of one synthetic (or Random) set: the store key of the set."""
@@ -341,12 +260,12 @@ class Lab:
     def save_table(self, df: pd.DataFrame, name: str, title: str, view: pd.DataFrame | None = None,
                    data: list[str] | None = None) -> list[Path]:
         """Write `df` as CSV and `view` (or `df`) as Markdown under <output>/tables, with labels."""
-        return reports.write_table(df, view if view is not None else df, self._stem(name), title,
+        return writers.write_table(df, view if view is not None else df, self._stem(name), title,
                                    self._meta(data))
 
     def save_figure(self, fig, name: str, title: str, data: list[str] | None = None) -> list[Path]:
         """Write `fig` as PNG and SVG under <output>/figures, with labels."""
-        return reports.write_figure(fig, self._stem(name), title, self._meta(data))
+        return writers.write_figure(fig, self._stem(name), title, self._meta(data))
 
     def _stem(self, name: str) -> str:
         return f"{self.notebook.split('_')[0]}_{name}"
@@ -355,28 +274,3 @@ class Lab:
         labels = data if data is not None else sorted({u.label for u in self._uses.values()})
         return {"notebook": self.notebook, "profile": self.profile.name, "device": self.device.type,
                 "data": labels, "output_dir": str(self.output_dir)}
-
-
-def subset_classes(data: ImageDataset, classes: list[int], flip: list[int] = ()) -> ImageDataset:
-    """A new dataset with only `classes` (relabelled 0..k-1 in that order); the images of the
-    classes in `flip` mirrored left-right, train and test (Figure 3's flipped setting)."""
-    bad = [c for c in (*classes, *flip) if not 0 <= c < data.num_classes]
-    if bad or len(set(classes)) != len(classes) or not set(flip) <= set(classes):
-        raise UserError(f"classes {classes} (flip {list(flip)}) do not fit {data.name}'s "
-                        f"{data.num_classes} classes")
-
-    def pick(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        keep = torch.isin(y, torch.tensor(classes, device=y.device))
-        x, y = x[keep].clone(), y[keep]
-        for c in flip:
-            x[y == c] = x[y == c].flip(-1)
-        new = torch.empty_like(y)
-        for i, c in enumerate(classes):
-            new[y == c] = i
-        return x, new
-
-    tag = "v".join(str(c) for c in classes) + "".join(f"-flip{c}" for c in flip)
-    return ImageDataset(f"{data.name}-{tag}", *pick(data.train_images, data.train_labels),
-                        *pick(data.test_images, data.test_labels),
-                        [data.class_names[c] for c in classes], data.mean, data.std,
-                        f"{data.source} [classes {tag}]")

@@ -29,9 +29,9 @@ from torch.func import functional_call, grad, vmap
 from dcclib.condense import train_network
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
-from dcclib.io import _load_tensors, _save_tensors, library_versions
+from dcclib.io import library_versions, load_tensors, save_tensors
 from dcclib.models import create_model
-from dcclib.seeding import derive_seed
+from dcclib.runtime import derive_seed
 
 SCORE_KINDS = ("el2n", "grand")
 KEEP = {"el2n": "lowest", "grand": "lowest", "cscore": "highest"}  # the paper's choice per score
@@ -172,7 +172,7 @@ def cached_scores(data: ImageDataset, cfg: ScoreConfig, cache_dir: str | Path,
     key = path.stem.rsplit("-", 1)[-1]
     if path.is_file():
         try:
-            tensors, meta = _load_tensors(path)
+            tensors, meta = load_tensors(path)
             n = data.train_labels.shape[0]
             if meta.get("key") == key and tuple(tensors["el2n_per_net"].shape) == (cfg.num_nets, n):
                 e, g = tensors["el2n_per_net"].to(data.device), tensors["grand_per_net"].to(data.device)
@@ -185,7 +185,7 @@ def cached_scores(data: ImageDataset, cfg: ScoreConfig, cache_dir: str | Path,
     meta = {"kind": "selection-scores", "key": key, "config": asdict(cfg),
             "dataset": dataset_fingerprint(data), "versions": library_versions(),
             "scores": list(SCORE_KINDS)}
-    _save_tensors(path, {"el2n_per_net": scores.el2n_per_net, "grand_per_net": scores.grand_per_net},
+    save_tensors(path, {"el2n_per_net": scores.el2n_per_net, "grand_per_net": scores.grand_per_net},
                   meta)
     scores.path = path
     return scores

@@ -23,9 +23,8 @@ image update, computed on the device; nothing leaves the device until `trace()`.
 
 from __future__ import annotations
 
-import time
 from collections import deque
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -226,52 +225,6 @@ def track_velocity(
     return recorder.trace(), result
 
 
-def velocity_experiment(
-    lab,
-    paper: str,
-    method: str,
-    ipc: int,
-    kind: str = "full",
-    lag: int = 1,
-    run: int = 0,
-    schedule: dict | None = None,
-    **overrides,
-) -> tuple[VelocityTrace | None, CondenseConfig]:
-    """Figure 4's trace for one method, from `lab`'s results store or computed now.
-
-    `lab` is an experiments.Lab. `overrides` go into the paper's CondenseConfig before the
-    profile scales it; `schedule` replaces fields after scaling (e.g. outer_iterations,
-    inner_iterations, net_epochs, batch_real). None when the data are missing and nothing is stored.
-    """
-    import dcclib
-    from dcclib.experiments import identity
-
-    use = lab.use(paper)
-    base = CondenseConfig(dataset=use.name, method=method, ipc=ipc, seed=lab.seed + run, **overrides)
-    cfg = replace(lab.profile.condense_config(base), **(schedule or {})).resolved()
-    config = {
-        "kind": "velocity",
-        "profile": lab.profile.name,
-        "dataset": identity(lab.data(use.name)) if use.available else {"name": use.name},
-        "config": asdict(cfg),
-        "kernel": kind,
-        "lag": lag,
-        "run": run,
-        "dcclib": dcclib.__version__,
-    }
-    if not use.available:
-        hits = lab.store.find_requested(config)
-        return (VelocityTrace.from_result(hits[-1]["result"]) if hits else None), cfg
-    record = lab.store.get(config)
-    if record is not None:
-        lab.log.append(f"reused  velocity trace {record['key']} ({method})")
-        return VelocityTrace.from_result(record["result"]), cfg
-    tic = time.perf_counter()
-    trace, _ = track_velocity(cfg, lab.data(use.name), kind, lag, progress=lab.progress)
-    seconds = time.perf_counter() - tic
-    record = lab.store.put(config, {**trace.as_result(), "seconds": seconds}, device=str(lab.device))
-    lab.log.append(f"computed velocity trace {record['key']} ({method}) in {seconds:.1f} s")
-    return trace, cfg
 
 
 def summarise(trace: VelocityTrace) -> dict:

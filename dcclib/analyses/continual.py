@@ -17,7 +17,6 @@ is tested; the figures plot the mean of those accuracies.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from dcclib.condense import CondenseConfig, condense
 from dcclib.data import ImageDataset, default_data_root, load_dataset
 from dcclib.errors import UserError
 from dcclib.models import create_model
-from dcclib.seeding import derive_seed
+from dcclib.runtime import derive_seed
 
 METHODS = ("ring", "dsa", "dsac", "none")
 SEQUENCES: dict[str, tuple[str, ...]] = {
@@ -369,74 +368,8 @@ def run_continual(tasks: list[ImageDataset], cfg: ContinualConfig,
     return result
 
 
-# ---------------------------------------------------------------------------------------------
-# Figures 7/8 through a notebook's Lab (results store, device, data root)
-# ---------------------------------------------------------------------------------------------
 def sequence_in_use(sequence: str, stand_in: str | None, profile: str) -> str:
     """'auto': the offline stand-in at profile smoke, the paper's sequence otherwise."""
     if stand_in == "auto":
         return STAND_IN if profile == "smoke" else sequence
     return stand_in or sequence
-
-
-def _memory_set(lab, task: ImageDataset, method: str, ipc: int, run: int, overrides: dict):
-    """A task's condensed memory, stored like `Lab.set_config` stores a synthetic set."""
-    import dcclib
-    from dcclib.condense import synthetic_metadata
-    from dcclib.experiments import identity
-
-    cfg = lab.profile.condense_config(
-        CondenseConfig(dataset=task.name, method=method, ipc=ipc, seed=lab.seed + run, **overrides)
-    )
-    config = {"profile": lab.profile.name, "dataset": identity(task), "method": method, "ipc": ipc,
-              "run": run, "dcclib": dcclib.__version__, "kind": "condense", "config": asdict(cfg)}
-    record = lab.store.get(config)
-    loaded = lab.store.load_set(config, record) if record is not None else None
-    if loaded is not None:
-        lab.log.append(f"reused  memory {record['key']} ({method}, {task.name})")
-        return loaded[0].to(task.device), loaded[1].to(task.device), config
-    tic = time.perf_counter()
-    out = condense(cfg, task, progress=lab.progress)
-    record = lab.store.put(config, {"seconds": time.perf_counter() - tic}, out.images, out.labels,
-                           synthetic_metadata(cfg, task), device=str(task.device))
-    lab.log.append(f"computed memory {record['key']} ({method}, {task.name}) "
-                   f"in {time.perf_counter() - tic:.1f} s")
-    return out.images, out.labels, config
-
-
-def continual_experiment(lab, tasks: list[ImageDataset] | None, sequence: str, cfg: ContinualConfig,
-                         run: int = 0, **condense_overrides) -> ContinualResult | None:
-    """One run of one method on a loaded sequence, from `lab`'s results store or computed now.
-
-    `tasks` None means the data are not here: only a stored result can be returned (or None).
-    DSA/DSAC memories are condensed at the lab's profile (`condense_overrides` first).
-    """
-    import dcclib
-    from dcclib.experiments import identity
-
-    cfg = replace(cfg, seed=lab.seed + run)
-    cfg.check()
-    tasks_key = [identity(t) for t in tasks] if tasks is not None else None
-    config = {"kind": "continual", "profile": lab.profile.name,
-              "dataset": {"name": sequence, **({"tasks": tasks_key} if tasks is not None else {})},
-              "continual": asdict(cfg), "condense": condense_overrides, "run": run,
-              "dcclib": dcclib.__version__}
-    if tasks is None:
-        hits = lab.store.find_requested(config)
-        return ContinualResult(**{k: v for k, v in hits[-1]["result"].items() if k != "average"}) \
-            if hits else None
-    record = lab.store.get(config)
-    if record is not None:
-        lab.log.append(f"reused  continual run {record['key']} ({cfg.method}, run {run})")
-        return ContinualResult(**{k: v for k, v in record["result"].items() if k != "average"})
-    memories = None
-    if cfg.method in ("dsa", "dsac"):
-        memories = [_memory_set(lab, t, cfg.method, cfg.memory_per_class, run, condense_overrides)[:2]
-                    for t in tasks[:-1]]
-    tic = time.perf_counter()
-    result = run_continual(tasks, cfg, memories=memories)
-    result.config["condense_overrides"] = condense_overrides
-    seconds = time.perf_counter() - tic
-    record = lab.store.put(config, result.as_dict(), device=str(lab.device), seconds=seconds)
-    lab.log.append(f"computed continual run {record['key']} ({cfg.method}, run {run}) in {seconds:.1f} s")
-    return result

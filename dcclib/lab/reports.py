@@ -1,12 +1,12 @@
 """The main job: execute every notebook headlessly into reports/, then write reports/index.md.
 
-    python -m dcclib.reports [--profile smoke|quick|paper] [--only 03,04] [--data-root DIR]
+    python -m dcclib.lab.reports [--profile smoke|quick|paper] [--only 03,04] [--data-root DIR]
 
 Each ``notebooks/NN_name.ipynb`` runs with papermill (its ``parameters`` cell gets the options
 given here; defaults are left alone, so a smoke run injects nothing) and is saved executed as
 ``reports/NN_name.ipynb``. The notebooks write their tables (CSV + Markdown) and figures (PNG +
 SVG) through ``Lab.save_table`` / ``Lab.save_figure``, which land in ``write_table`` /
-``write_figure`` here, each with a small JSON record (title, profile, data, device) under
+``write_figure`` (``dcclib.lab.writers``), each with a small JSON record (title, profile, data, device) under
 ``reports/meta/``; ``write_index`` lists them all in ``reports/index.md``.
 
 ``--update-notebooks`` (profile smoke only) also writes the executed notebooks back into
@@ -25,64 +25,17 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from dcclib import io
 from dcclib.errors import UserError
-from dcclib.profiles import PROFILES
-from dcclib.store import RESULTS_ENV, repo_root
+from dcclib.lab.profiles import PROFILES
+from dcclib.lab.store import RESULTS_ENV, repo_root
+from dcclib.lab.writers import REPORTS_ENV, default_reports_dir, labels_line
 
-REPORTS_ENV = "DCC_REPORTS_DIR"
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
-
-
-def default_reports_dir() -> Path:
-    env = os.environ.get(REPORTS_ENV)
-    if env:
-        return Path(env).expanduser()
-    return (repo_root() or Path.cwd()) / "reports"
 
 
 def notebooks_dir() -> Path:
     return (repo_root() or Path.cwd()) / "notebooks"
-
-
-# ------------------------------------------------------------------------------------- writers
-def _record(out: Path, stem: str, kind: str, title: str, files: list[Path], meta: dict) -> None:
-    rec = {"kind": kind, "title": title, "files": [str(f.relative_to(out)) for f in files],
-           **{k: v for k, v in meta.items() if k != "output_dir"},
-           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    io.write_json(out / "meta" / f"{stem}.{kind}.json", rec)
-
-
-def _labels(meta: dict) -> str:
-    data = "; ".join(meta.get("data") or ["-"])
-    return f"profile {meta['profile']} · device {meta['device']} · data: {data}"
-
-
-def write_table(df: pd.DataFrame, view: pd.DataFrame, stem: str, title: str, meta: dict) -> list[Path]:
-    """tables/<stem>.csv (the tidy frame) and tables/<stem>.md (the view, with its labels)."""
-    out = Path(meta["output_dir"])
-    csv, md = out / "tables" / f"{stem}.csv", out / "tables" / f"{stem}.md"
-    io.write_text(csv, df.to_csv(index=False))
-    body = (view if isinstance(view.index, pd.RangeIndex) else view.reset_index()).to_markdown(index=False)
-    io.write_text(md, f"# {title}\n\n{_labels(meta)}\n\n{body}\n")
-    _record(out, stem, "table", title, [md, csv], meta)
-    return [md, csv]
-
-
-def write_figure(fig, stem: str, title: str, meta: dict) -> list[Path]:
-    """figures/<stem>.png and .svg (written atomically)."""
-    out = Path(meta["output_dir"])
-    paths = []
-    for fmt in ("png", "svg"):
-        path = out / "figures" / f"{stem}.{fmt}"
-        with io.atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight",
-                        metadata={"Date": None} if fmt == "svg" else None)
-        paths.append(path)
-    _record(out, stem, "figure", title, paths, meta)
-    return paths
 
 
 # ----------------------------------------------------------------------------------- the index
@@ -96,7 +49,7 @@ def write_index(out: Path) -> Path:
     runs = [r for r in recs if r["kind"] == "run"]
     lines = [
         "# Reports", "",
-        "Written by `python -m dcclib.reports` (`make reports`). Each entry names the profile it ran",
+        "Written by `python -m dcclib.lab.reports` (`make reports`). Each entry names the profile it ran",
         "at, the device and the data it used. At profile `smoke` the data are stand-ins (the embedded",
         "MNIST digits) and the loops are tiny: those numbers show that the pipeline runs; they are",
         "not reproductions of the paper, and their difference to the paper is left empty.", "",
@@ -111,7 +64,7 @@ def write_index(out: Path) -> Path:
         lines += ["", f"## {heading}", ""]
         for r in (r for r in recs if r["kind"] == kind):
             links = " · ".join(f"[{Path(f).suffix[1:]}]({f})" for f in r["files"])
-            lines += [f"### {r['title']}", "", f"{_labels(r)} · notebook {r['notebook']} · {links}", ""]
+            lines += [f"### {r['title']}", "", f"{labels_line(r)} · notebook {r['notebook']} · {links}", ""]
             if kind == "figure":
                 lines += [f"![{r['title']}]({r['files'][0]})", ""]
     others = sorted(p for p in out.rglob("*.md") if p.parent.name != "tables" and p.name != "index.md")
@@ -192,7 +145,7 @@ def run(profile: str = "smoke", only: str | None = None, parameters: dict | None
         if update_notebooks and status == "ok":
             io.write_text(nb, target.read_text())
             _strip_execution_metadata(nb)
-        from dcclib.seeding import resolve_device
+        from dcclib.runtime import resolve_device
 
         rec = {"kind": "run", "notebook": nb.stem, "files": [target.name], "profile": profile,
                "device": params.get("device") or resolve_device(PROFILES[profile].device).type,
@@ -216,7 +169,7 @@ def _parse_param(text: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dcclib.reports", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m dcclib.lab.reports", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
     ap.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 03,04")
     ap.add_argument("--data-root", help="folder with the datasets (passed as data_root)")
