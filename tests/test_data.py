@@ -15,6 +15,8 @@ import torch
 
 from dcclib import data
 from dcclib.data import STATS, ImageDataset, load_dataset
+from dcclib.data import folder as data_folder
+from dcclib.data import idx as data_idx
 from dcclib.errors import UserError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -169,7 +171,7 @@ def test_mnist_download_failure_is_user_error(tmp_path: Path, monkeypatch) -> No
     def offline(*args, **kwargs):
         raise RuntimeError("no network")
 
-    monkeypatch.setattr(data, "_tv_mnist", offline)
+    monkeypatch.setattr(data_idx, "_tv_mnist", offline)
     assert "network" in one_line_error(load_dataset, "mnist", data_root=tmp_path, download=True)
 
 
@@ -220,7 +222,7 @@ def test_image_folder_loads_and_caches(tmp_path: Path, monkeypatch) -> None:
     assert len(replaced) == 1 and replaced[0][1] == str(cache / files[0])
     assert Path(replaced[0][0]).parent == cache and replaced[0][0].endswith(".tmp")
     # the second load decodes nothing
-    monkeypatch.setattr(data, "_decode", lambda e: pytest.fail("decoded again"))
+    monkeypatch.setattr(data_folder, "_decode", lambda e: pytest.fail("decoded again"))
     again = load_dataset("tiny", data_root=tmp_path)
     assert torch.equal(again.train_images, ds.train_images) and again.mean == ds.mean
     # a changed folder invalidates the cache, and the stale file is removed
@@ -248,7 +250,7 @@ def test_image_folder_tarballs_match_dirs(tmp_path: Path) -> None:
 def test_image_folder_grayscale_and_home_cache(tmp_path: Path, monkeypatch) -> None:
     write_png_folder(tmp_path / "g", gray_only=True)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(data, "_writable_dir", lambda d: ".dcc-cache" not in str(d) and (
+    monkeypatch.setattr(data_folder, "_writable_dir", lambda d: ".dcc-cache" not in str(d) and (
         d.mkdir(parents=True, exist_ok=True) or True))
     ds = load_dataset(str(tmp_path / "g"))
     assert ds.channels == 1 and len(ds.mean) == 1
@@ -438,3 +440,24 @@ def test_cifar10_name_reads_the_jpeg_copy_with_cifar10_statistics(tmp_path: Path
     assert ds.mean == STATS["cifar10"][0] and ds.std == STATS["cifar10"][1]
     folder = load_dataset(tmp_path / "cifar10-jpeg")
     torch.testing.assert_close(ds.denormalise(ds.train_images), folder.denormalise(folder.train_images))
+
+
+def test_registry_one_signature_and_register(tmp_path: Path, monkeypatch) -> None:
+    from dcclib.data import registry
+
+    assert data.DATASET_NAMES == data.dataset_names()
+    assert data.get_loader("CIFAR_10") is registry.load_cifar10
+    assert data.get_loader("cifar11") is None
+    monkeypatch.setattr(registry, "_LOADERS", dict(registry._LOADERS))
+    calls: list = []
+
+    @data.register("Tiny-Set")
+    def load_tiny(root: Path, device: torch.device, download: bool) -> ImageDataset:
+        calls.append((root, device, download))
+        return tiny_dataset([2, 3])
+
+    ds = load_dataset("tiny_set", data_root=tmp_path, download=False)
+    assert ds.name == "tiny" and calls == [(tmp_path, torch.device("cpu"), False)]
+    assert data.dataset_names()[-1] == "Tiny-Set" and len(data.DATASET_NAMES) == 12
+    with pytest.raises(ValueError, match="already registered"):
+        data.register("tinyset")(load_tiny)
