@@ -28,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2, like every other bad input)."""
 
     def error(self, message: str) -> NoReturn:
+        """Raise the usage error as a UserError (one line, exit code 2)."""
         raise UserError(f"{message} (see --help)")
 
 

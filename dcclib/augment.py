@@ -65,6 +65,7 @@ class DSADraw:
         return DSADraw(**{f.name: getattr(self, f.name)[ids] for f in fields(self)})
 
     def to(self, device: torch.device | str) -> DSADraw:
+        """The same draw with every tensor on `device`."""
         return DSADraw(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 

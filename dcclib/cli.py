@@ -1,10 +1,12 @@
 """The `dcc` command: condense, evaluate, info.
 
-    dcc condense [--dataset NAME|FOLDER] [--method dcc] [--ipc 10] [--out runs/NAME] ...
-    dcc evaluate SET.safetensors [--models convnet,lenet] [--num-nets 20]
+    dcc condense [--dataset NAME|FOLDER] [--method NAME] [--ipc N] [--out runs/NAME] ...
+    dcc evaluate SET.safetensors [--models convnet,lenet] [--num-nets N]
     dcc evaluate --random --dataset cifar10 --ipc 10      (the Random baseline)
     dcc info SET.safetensors
 
+Every option that is a setting of `CondenseConfig` or `EvalConfig` takes its default from
+that dataclass (`--help` shows it), so a default has one home.
 Bad input prints one line to stderr and exits with code 2; nothing partial is left behind.
 """
 
@@ -13,10 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, fields
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
+from typing import Any, NoReturn
 
+from dcclib.condense_config import CondenseConfig
 from dcclib.errors import UserError
+from dcclib.evaluate import EvalConfig
 
 EXIT_BAD_INPUT = 2
 
@@ -24,7 +30,8 @@ EXIT_BAD_INPUT = 2
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as one line with exit code 2 (its default code too)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        """Print `message` as one line and exit with code 2."""
         self.exit(EXIT_BAD_INPUT, f"dcc: error: {message}\n")
 
 
@@ -36,7 +43,49 @@ def _int_list(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
+def _default(config: type, name: str) -> Any:
+    """The default of field `name` of the dataclass `config`: the one home of a CLI default."""
+    for f in fields(config):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:
+                return f.default_factory()
+            raise TypeError(f"{config.__name__}.{name} has no default")
+    raise TypeError(f"{config.__name__} has no field {name!r}")
+
+
+def _shown(value: object) -> str:
+    """A default as a user types it (a tuple as a comma list), escaped for argparse's help."""
+    text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    return text.replace("%", "%%")
+
+
+def _field_option(
+    parser: argparse.ArgumentParser,
+    config: type,
+    name: str,
+    help: str = "",
+    *,
+    type: Callable[[str], Any] | None = None,
+    flag: str | None = None,
+) -> None:
+    """Add --NAME (or `flag`) whose default is `config`'s field `name`, shown at the end of its help.
+
+    A None default (meaning "derived") is not shown: the help says where the value comes from.
+    """
+    default = _default(config, name)
+    shown = "" if default is None else f"(default: {_shown(default)})"
+    parser.add_argument(
+        flag or "--" + name.replace("_", "-"),
+        type=type,
+        default=default,
+        help=" ".join(part for part in (help, shown) if part),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The `dcc` parser; every option that is a CondenseConfig/EvalConfig field takes its default there."""
     parser = _Parser(
         prog="dcc",
         description="Dataset condensation with contrastive signals (DC, DSA, DCC, DSAC).",
@@ -52,37 +101,39 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--data-root", default=None, help="where datasets live (default: $DCC_DATA_ROOT or ./data)"
     )
-    c.add_argument("--method", default="dcc", help="dc | dsa | dcc | dsac")
-    c.add_argument("--ipc", type=int, default=10, help="images per class")
-    c.add_argument("--outer-iterations", type=int, default=1000, help="K_o: fresh networks")
-    c.add_argument("--inner-iterations", type=int, default=None, help="K_i (default: from ipc)")
-    c.add_argument("--net-epochs", type=int, default=None, help="T (default: from ipc)")
-    c.add_argument("--warmup", default="bilevel", help="bilevel | none | inner")
-    c.add_argument("--gamma-outer", type=int, default=250)
-    c.add_argument("--gamma-inner", type=int, default=10)
-    c.add_argument("--lr-images", type=float, default=0.1)
-    c.add_argument("--lr-net", type=float, default=0.01)
-    c.add_argument("--batch-real", type=int, default=256, help="real images per class per update")
-    c.add_argument("--distance", default="layerwise", help="layerwise | mse | cos")
-    c.add_argument("--init", default="real", help="real | noise")
-    c.add_argument("--dsa-strategy", default=None)
-    c.add_argument("--model", default="convnet", help="network used for matching")
-    c.add_argument(
-        "--classwise-mode", default="auto", help="loop | vmap | auto (DC's per-class gradients, by device)"
-    )
-    c.add_argument(
-        "--real-chunk", type=_chunk, default="auto", help="auto | N: split the real batch (memory)"
-    )
-    c.add_argument("--chunk-budget-mb", type=int, default=16384)
-    c.add_argument("--precision", default="fp32", help="fp32 | tf32")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--device", default="auto")
+    cc, ec = CondenseConfig, EvalConfig
+    _field_option(c, cc, "method", "dc | dsa | dcc | dsac")
+    _field_option(c, cc, "ipc", "images per class", type=int)
+    _field_option(c, cc, "outer_iterations", "K_o: fresh networks", type=int)
+    _field_option(c, cc, "inner_iterations", "K_i (default: from ipc)", type=int)
+    _field_option(c, cc, "net_epochs", "T (default: from ipc)", type=int)
+    _field_option(c, cc, "warmup", "bilevel | none | inner")
+    _field_option(c, cc, "gamma_outer", "warm-up length in outer iterations", type=int)
+    _field_option(c, cc, "gamma_inner", "warm-up length in inner iterations", type=int)
+    _field_option(c, cc, "lr_images", "learning rate of the synthetic images", type=float)
+    _field_option(c, cc, "lr_net", "learning rate of the matching network", type=float)
+    _field_option(c, cc, "batch_real", "real images per class per update", type=int)
+    _field_option(c, cc, "distance", "layerwise | mse | cos")
+    _field_option(c, cc, "init", "real | noise")
+    _field_option(c, cc, "dsa_strategy", "DSA augmentations (default: the dataset's)")
+    _field_option(c, cc, "model", "network used for matching")
+    _field_option(c, cc, "classwise_mode", "loop | vmap | auto (DC's per-class gradients, by device)")
+    _field_option(c, cc, "real_chunk", "auto | N: split the real batch (memory)", type=_chunk)
+    _field_option(c, cc, "chunk_budget_mb", "activation budget of real-chunk auto", type=int)
+    _field_option(c, cc, "precision", "fp32 | tf32")
+    _field_option(c, cc, "seed", "random seed", type=int)
+    c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     c.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<method>-ipc<N>-s<seed>)")
-    c.add_argument("--checkpoint-every", type=int, default=10)
+    _field_option(c, cc, "checkpoint_every", "outer iterations between checkpoints", type=int)
     c.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    c.add_argument("--eval-nets", type=int, default=0, help="evaluate the result with this many networks")
-    c.add_argument("--eval-models", type=_int_list, default=("convnet",))
-    c.add_argument("--eval-epochs", type=int, default=None)
+    c.add_argument(
+        "--eval-nets",
+        type=int,
+        default=0,
+        help="evaluate the result with this many networks (default: %(default)s, no evaluation)",
+    )
+    _field_option(c, ec, "models", "comma-separated model names", type=_int_list, flag="--eval-models")
+    _field_option(c, ec, "epochs", "E (default: the protocol's)", type=int, flag="--eval-epochs")
     c.add_argument("--quiet", action="store_true")
 
     e = sub.add_parser("evaluate", help="train fresh networks on a saved set and test them")
@@ -91,19 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", default=None, help="dataset (default: the set's own; required with --random)")
     e.add_argument("--ipc", type=int, default=None, help="with --random: images per class")
     e.add_argument("--data-root", default=None)
-    e.add_argument("--models", type=_int_list, default=("convnet",), help="comma-separated model names")
-    e.add_argument("--num-nets", type=int, default=20)
-    e.add_argument("--epochs", type=int, default=None, help="E (default: the protocol's)")
-    e.add_argument("--augment", default=None, help="none | dsa | dc | dc_noise (default: the protocol's)")
+    _field_option(e, ec, "models", "comma-separated model names", type=_int_list)
+    _field_option(e, ec, "num_nets", "networks trained per model", type=int)
+    _field_option(e, ec, "epochs", "E (default: the protocol's)", type=int)
+    _field_option(e, ec, "augment", "none | dsa | dc | dc_noise (default: the protocol's)")
     e.add_argument("--method", default=None, help="protocol to use (default: the set's method)")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument(
-        "--parallel-nets", type=int, default=None, help="networks trained together (default: by device)"
-    )
-    e.add_argument(
-        "--precision", default="fp32", help="fp32 | tf32 | bf16 (opt-in, see reports/performance.md)"
-    )
-    e.add_argument("--device", default="auto")
+    _field_option(e, ec, "seed", "random seed", type=int)
+    _field_option(e, ec, "parallel_nets", "networks trained together (default: by device)", type=int)
+    _field_option(e, ec, "precision", "fp32 | tf32 | bf16 (opt-in, see reports/performance.md)")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     e.add_argument("--out", default=None, help="write the results as JSON here")
     e.add_argument("--quiet", action="store_true")
 
@@ -112,10 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _condense(args: argparse.Namespace) -> dict:
-    from dcclib.condense import CondenseConfig, condense
+def _condense(args: argparse.Namespace) -> dict[str, Any]:
+    from dcclib.condense import condense
     from dcclib.data import load_dataset
-    from dcclib.evaluate import EvalConfig, evaluate_set
+    from dcclib.evaluate import evaluate_set
     from dcclib.io import load_synthetic, save_synthetic
     from dcclib.runtime import resolve_device
 
@@ -143,12 +190,15 @@ def _condense(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _evaluate(args: argparse.Namespace) -> dict:
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from dcclib.data import load_dataset
-    from dcclib.evaluate import EvalConfig, evaluate_set, random_subset
+    from dcclib.evaluate import evaluate_set, random_subset
     from dcclib.io import library_versions, load_synthetic, write_json
+    from dcclib.methods import get_method
     from dcclib.runtime import resolve_device
 
+    if args.method is not None:
+        get_method(args.method)  # an unknown name is a UserError, before any data or training
     if args.num_nets <= 0:
         raise UserError(f"num-nets must be positive, got {args.num_nets}")
     device = resolve_device(args.device)
@@ -191,7 +241,7 @@ def _evaluate(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _info(args: argparse.Namespace) -> dict:
+def _info(args: argparse.Namespace) -> dict[str, Any]:
     from dcclib.io import load_synthetic
 
     images, labels, meta = load_synthetic(args.set)
@@ -199,6 +249,7 @@ def _info(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `dcc` command on `argv` (default: sys.argv[1:]); the exit code (0, 2 or 130)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse

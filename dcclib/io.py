@@ -11,7 +11,7 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ _META_KEY = "dcc"  # the safetensors header entry that holds our JSON metadata
 
 
 @contextmanager
-def atomic_path(target: str | Path):
+def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `target`; rename it over `target` only on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -42,15 +42,18 @@ def atomic_path(target: str | Path):
 
 
 def write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` atomically (the old file or the new one, never half of one)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Write `obj` as indented JSON with sorted keys, atomically (str() for what JSON lacks)."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
+    """The JSON in `path`; a UserError when it is missing or not valid JSON."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"file not found: {path}")
@@ -67,10 +70,12 @@ def append_jsonl(path: str | Path, row: dict) -> None:
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    """Write `rows` as JSON lines, atomically (replaces the file)."""
     write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines file up to a torn last line; [] when the file does not exist."""
     path = Path(path)
     if not path.exists():
         return []
@@ -111,6 +116,7 @@ def library_versions() -> dict[str, str]:
 # safetensors with JSON metadata
 # ---------------------------------------------------------------------------------------------
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write `tensors` (moved to the CPU) as safetensors with `meta` as JSON in the header, atomically."""
     header = {_META_KEY: json.dumps({**meta, "format_version": FORMAT_VERSION}, default=str)}
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
@@ -118,6 +124,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict)
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a file written by save_tensors; a UserError when it is not one."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"file not found: {path}")
@@ -182,10 +189,12 @@ def load_synthetic(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Save a condensation checkpoint (save_tensors with kind 'checkpoint')."""
     save_tensors(path, tensors, {**meta, "kind": "checkpoint"})
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a checkpoint; a UserError when `path` holds something else."""
     tensors, meta = load_tensors(path)
     if meta.get("kind") != "checkpoint" or "images" not in tensors:
         raise UserError(f"{path} is not a dcclib checkpoint")

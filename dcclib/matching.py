@@ -135,7 +135,7 @@ def _classwise_loop(
     counts: Sequence[int],
     create_graph: bool,
     chunk: int | None = None,
-):
+) -> list[Tensor]:
     params = [p for p in net.parameters() if p.requires_grad]
     per_param: list[list[Tensor]] = [[] for _ in params]
     start = 0
@@ -153,7 +153,9 @@ def _classwise_loop(
     return [torch.stack(gs) for gs in per_param]
 
 
-def _classwise_vmap(net, x, y, num_classes, per_class, create_graph):
+def _classwise_vmap(
+    net: nn.Module, x: Tensor, y: Tensor, num_classes: int, per_class: int, create_graph: bool
+) -> list[Tensor]:
     names = [n for n, p in net.named_parameters() if p.requires_grad]
     params = {n: p.detach() for n, p in net.named_parameters() if p.requires_grad}
     buffers = dict(net.named_buffers())

@@ -74,9 +74,11 @@ class _Net(nn.Module):
     classifier: nn.Linear
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """The features [N, feature_dim] that the classifier reads."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits [N, num_classes] of the images `x`."""
         return self.classifier(self.embed(x))
 
 
@@ -162,6 +164,7 @@ class ConvNet(_Net):
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The features before the classifier, flattened: [N, feature_dim]."""
         return self.features(x).flatten(1)
 
 
@@ -183,6 +186,7 @@ class MLP(_Net):
         self.classifier = nn.Linear(128, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The features before the classifier, flattened: [N, feature_dim]."""
         x = F.relu(self.fc_1(x.flatten(1)))
         return F.relu(self.fc_2(x))
 
@@ -213,6 +217,7 @@ class LeNet(_Net):
         self.classifier = nn.Linear(84, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The features before the classifier, flattened: [N, feature_dim]."""
         x = self.features(x).flatten(1)
         return F.relu(self.fc_2(F.relu(self.fc_1(x))))
 
@@ -249,6 +254,7 @@ class AlexNet(_Net):
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The features before the classifier, flattened: [N, feature_dim]."""
         return self.features(x).flatten(1)
 
 
@@ -303,6 +309,7 @@ class VGG11(_Net):
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The features before the classifier, flattened: [N, feature_dim]."""
         return self.features(x).flatten(1)
 
 
@@ -323,6 +330,7 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output: two 3x3 convolutions plus the (projected) shortcut."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
@@ -358,6 +366,7 @@ class ResNet18(_Net):
         self.classifier = nn.Linear(512, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The features before the classifier, flattened: [N, feature_dim]."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layers(out)
         return F.adaptive_avg_pool2d(out, 1).flatten(1)

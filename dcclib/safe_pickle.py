@@ -27,7 +27,10 @@ _ALLOWED_GLOBALS = {
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the allowed globals (builtins, numpy arrays)."""
+
     def find_class(self, module: str, name: str) -> Any:
+        """The global `module.name` when it is allowed; an UnpicklingError otherwise."""
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
 
+import dcclib.condense
+import dcclib.data
+import dcclib.evaluate
 from dcclib import io
-from dcclib.cli import main
+from dcclib.cli import build_parser, main
+from dcclib.condense import CondenseConfig
+from dcclib.evaluate import EvalConfig
 
 TINY = [
     "--ipc",
@@ -195,3 +201,91 @@ def test_console_script_exit_code(tmp_path):
         and proc.stderr.strip().startswith("dcc: error:")
         and "Traceback" not in proc.stderr
     )
+
+
+# ------------------------------------------------------------------ defaults: one home each
+# Options that share a field's name but keep their own default on purpose: `condense --dataset`
+# is None, which load_dataset reads as the embedded MNIST (the run records the loaded name).
+CLI_OWN = {"dataset"}
+# condense's options for its optional evaluation, named apart from the evaluation's own fields
+EVAL_OPTIONS_OF_CONDENSE = {"eval_models": "models", "eval_epochs": "epochs"}
+
+
+def field_options(command: str) -> list[tuple[str, type, str]]:
+    """(option dest, dataclass, field) for every `command` option that is a dataclass setting."""
+    dests = vars(build_parser().parse_args([command]))
+    config = {"condense": CondenseConfig, "evaluate": EvalConfig}[command]
+    names = {f.name for f in fields(config)}
+    pairs = [(d, config, d) for d in dests if d in names and d not in CLI_OWN]
+    if command == "condense":
+        pairs += [(d, EvalConfig, f) for d, f in EVAL_OPTIONS_OF_CONDENSE.items()]
+    return pairs
+
+
+def test_field_options_cover_the_settings():
+    options = field_options("condense")
+    condense = {f for _, config, f in options if config is CondenseConfig}
+    not_options = {f.name for f in fields(CondenseConfig)} - condense
+    assert not_options == {"dataset", "momentum_images", "batch_train"}  # --dataset: CLI_OWN
+    assert {d for d, config, _ in options if config is EvalConfig} == {"eval_models", "eval_epochs"}
+    evaluate = {d for d, _, _ in field_options("evaluate")}
+    assert evaluate == {"models", "num_nets", "epochs", "augment", "seed", "parallel_nets", "precision"}
+
+
+@pytest.mark.parametrize("command", ["condense", "evaluate"])
+def test_parser_defaults_are_the_dataclass_defaults(command):
+    args = build_parser().parse_args([command])
+    for dest, config, name in field_options(command):
+        expected = getattr(config(), name)
+        assert getattr(args, dest) == expected and type(getattr(args, dest)) is type(expected), dest
+
+
+@pytest.mark.parametrize("command", ["condense", "evaluate"])
+def test_parser_reads_each_default_from_the_dataclass(command, monkeypatch):
+    """Change every field's default: the parser follows (a default hard-coded in argparse would not)."""
+    sentinels = {}
+    for dest, config, name in field_options(command):
+        field = {f.name: f for f in fields(config)}[name]
+        sentinels[dest] = sentinel = object()
+        monkeypatch.setattr(field, "default", sentinel)
+    args = build_parser().parse_args([command])
+    for dest, sentinel in sentinels.items():
+        assert getattr(args, dest) is sentinel, dest
+
+
+def test_help_shows_the_defaults(capsys):
+    assert main(["condense", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    cfg = CondenseConfig()
+    assert f"images per class (default: {cfg.ipc})" in text
+    assert f"(default: {cfg.outer_iterations})" in text and f"(default: {cfg.lr_images})" in text
+    assert f"comma-separated model names (default: {','.join(EvalConfig().models)})" in text
+    assert main(["evaluate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"networks trained per model (default: {EvalConfig().num_nets})" in text
+
+
+# ---------------------------------------------------------- unknown method: before any work
+def no_work(monkeypatch) -> None:
+    """Loading data, condensing or training now fails the test."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("data loaded or networks trained for bad input")
+
+    monkeypatch.setattr(dcclib.data, "load_dataset", forbidden)
+    monkeypatch.setattr(dcclib.condense, "condense", forbidden)
+    monkeypatch.setattr(dcclib.evaluate, "evaluate_set", forbidden)
+    monkeypatch.setattr(dcclib.evaluate, "random_subset", forbidden)
+
+
+def test_evaluate_unknown_method_exits_before_any_work(capsys, tmp_path, monkeypatch):
+    no_work(monkeypatch)
+    err = one_line_error(["evaluate", "--random", "--ipc", "1", "--method", "nosuch"], capsys, tmp_path)
+    assert "unknown method 'nosuch'" in err
+
+
+def test_condense_unknown_method_exits_before_any_work(capsys, tmp_path, monkeypatch):
+    no_work(monkeypatch)
+    out = tmp_path / "run"
+    err = one_line_error(["condense", *TINY, "--method", "nosuch", "--out", str(out)], capsys, tmp_path)
+    assert "unknown method 'nosuch'" in err and not out.exists()

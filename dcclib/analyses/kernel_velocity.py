@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from torch import Tensor
 from dcclib.condense import CondenseConfig, CondenseResult, StepInfo, condense
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 KINDS = ("full", "classwise")
 
@@ -100,6 +104,7 @@ class VelocityTrace:
 
     @property
     def steps(self) -> np.ndarray:
+        """The image-update index of each velocity: 0, 1, 2, ..."""
         return np.arange(len(self.velocity))
 
     def reinit_steps(self) -> np.ndarray:
@@ -134,11 +139,13 @@ class VelocityTrace:
 
     @classmethod
     def from_result(cls, r: dict) -> VelocityTrace:
+        """The trace from its results-store form (as_result's dict; None as NaN)."""
         velocity = np.asarray([np.nan if v is None else v for v in r["velocity"]], dtype=float)
         return cls(np.asarray(r["outer"], dtype=np.int64), np.asarray(r["inner"], dtype=np.int64),
                    np.asarray(r["classwise"], dtype=bool), velocity, r["kind"], int(r["lag"]))
 
     def rows(self) -> list[dict]:
+        """One row per image update (step, outer, inner, class-wise flag, velocity), for a table."""
         return [
             {
                 "step": int(s),
@@ -239,7 +246,7 @@ def summarise(trace: VelocityTrace) -> dict:
     }
 
 
-def plot_velocity(traces: dict[str, VelocityTrace], ax=None, mark_reinit: bool = True):
+def plot_velocity(traces: dict[str, VelocityTrace], ax: Axes | None = None, mark_reinit: bool = True) -> Axes:
     """Velocity against image-update step, one line per method; dotted lines at re-inits."""
     import matplotlib.pyplot as plt
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor
+from torch.autograd.function import FunctionCtx
 
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
@@ -32,12 +33,15 @@ KERNELS = ("ntk", "nngp")
 
 @dataclass(frozen=True)
 class KernelConfig:
+    """The infinite-width fully connected ReLU kernel: NTK or NNGP, depth, weight/bias variances."""
+
     kind: str = "ntk"  # ntk | nngp
     depth: int = 1  # hidden [Dense -> ReLU] layers
     w_var: float = 2.0  # W_std^2
     b_var: float = 0.01  # b_std^2
 
     def validate(self) -> None:
+        """A UserError when a setting is out of range."""
         if self.kind not in KERNELS:
             raise UserError(f"unknown kernel '{self.kind}'; choose one of: {', '.join(KERNELS)}")
         if self.depth < 0 or self.w_var <= 0 or self.b_var < 0:
@@ -52,14 +56,16 @@ class _J1(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, c: Tensor) -> Tensor:
+    def forward(ctx: FunctionCtx, c: Tensor) -> Tensor:
+        """J_1(c), c clamped to [-1, 1] (saves arccos c for the backward pass)."""
         c = c.clamp(-1, 1)
         t = torch.arccos(c)
         ctx.save_for_backward(t)
         return torch.sqrt((1 - c * c).clamp_min(0)) + (math.pi - t) * c
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor) -> Tensor:
+    def backward(ctx: FunctionCtx, grad_out: Tensor) -> Tensor:
+        """grad_out * (pi - arccos c): bounded everywhere, also at c = +-1."""
         (t,) = ctx.saved_tensors
         return grad_out * (math.pi - t)
 
@@ -95,6 +101,7 @@ def relu_kernels(x1: Tensor, x2: Tensor, depth: int = 1, w_var: float = 2.0, b_v
 
 
 def kernel(x1: Tensor, x2: Tensor, cfg: KernelConfig) -> Tensor:
+    """The kernel matrix [len(x1), len(x2)] that `cfg` names (NTK or NNGP)."""
     nngp, ntk = relu_kernels(x1, x2, cfg.depth, cfg.w_var, cfg.b_var)
     return ntk if cfg.kind == "ntk" else nngp
 
@@ -112,6 +119,7 @@ def krr_predict(k_ts: Tensor, k_ss: Tensor, y_s: Tensor, reg: float) -> Tensor:
 
 
 def centered_one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """One-hot labels minus 1/C, as the KIP code regresses them."""
     return torch.nn.functional.one_hot(labels, num_classes).to(dtype) - 1.0 / num_classes
 
 
@@ -123,6 +131,8 @@ def kip_loss(x_s: Tensor, y_s: Tensor, x_t: Tensor, y_t: Tensor, cfg: KernelConf
 
 @dataclass(frozen=True)
 class KIPConfig:
+    """Settings of a KIP run (support size, Adam steps, target batch, ridge, kernel)."""
+
     ipc: int = 10
     steps: int = 1000  # Adam steps (one target batch each)
     lr: float = 0.01
@@ -134,6 +144,7 @@ class KIPConfig:
     log_every: int = 10
 
     def validate(self, data: ImageDataset) -> None:
+        """A UserError when a setting is out of range for `data`."""
         self.kernel.validate()
         if self.ipc < 1 or self.steps < 0 or self.lr <= 0 or self.target_batch < data.num_classes:
             raise UserError("KIP needs ipc >= 1, steps >= 0, lr > 0 and a target batch of at least "

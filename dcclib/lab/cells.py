@@ -23,6 +23,7 @@ class DataUse:
 
     @property
     def stand_in(self) -> bool:
+        """True when another dataset stands in for the paper's."""
         return self.name != self.paper
 
     @property
@@ -55,12 +56,15 @@ class Cell:
 
     @property
     def compared_ipc(self) -> int:
+        """The img/cls of the paper's cell this one is compared with."""
         return self.paper_ipc if self.paper_ipc is not None else self.ipc
 
     @property
     def mean(self) -> float:
+        """Mean accuracy (NaN when there is none)."""
         return statistics.fmean(self.accuracies) if self.accuracies else math.nan
 
     @property
     def std(self) -> float:
+        """Population std of the accuracies (NaN with fewer than two)."""
         return statistics.pstdev(self.accuracies) if len(self.accuracies) > 1 else math.nan

@@ -54,9 +54,11 @@ class Profile:
         )
 
     def eval_config(self, models: tuple[str, ...] = ("convnet",), seed: int = 0) -> EvalConfig:
+        """The evaluation settings of this profile (networks, epochs) for `models`."""
         return EvalConfig(models=tuple(models), num_nets=self.num_nets, epochs=self.eval_epochs, seed=seed)
 
     def as_dict(self) -> dict:
+        """The profile as a plain dict (for records)."""
         return asdict(self)
 
 
@@ -101,6 +103,7 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str) -> Profile:
+    """The profile called `name`; a UserError when there is none."""
     try:
         return PROFILES[name]
     except KeyError:

@@ -35,6 +35,7 @@ NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
 
 def notebooks_dir() -> Path:
+    """notebooks/ of the checkout (or of the working folder)."""
     return (repo_root() or Path.cwd()) / "notebooks"
 
 
@@ -99,6 +100,7 @@ def _strip_execution_metadata(path: Path) -> None:
 
 
 def select(notebooks: list[Path], only: str | None) -> list[Path]:
+    """The notebooks that `only` names (numbers or stems, comma-separated); all when empty."""
     if not only:
         return notebooks
     wanted = {w.strip() for w in only.split(",") if w.strip()}
@@ -169,6 +171,7 @@ def _parse_param(text: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the notebooks into the reports folder; 0 when all ran, 1 when one failed, 2 on bad input."""
     ap = argparse.ArgumentParser(prog="python -m dcclib.lab.reports", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
     ap.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 03,04")

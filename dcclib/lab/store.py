@@ -43,6 +43,7 @@ def repo_root() -> Path | None:
 
 
 def default_results_dir() -> Path:
+    """$DCC_RESULTS_DIR if set, else results/ in the checkout (or the working folder)."""
     env = os.environ.get(RESULTS_ENV)
     if env:
         return Path(env).expanduser()

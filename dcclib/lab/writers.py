@@ -9,16 +9,21 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from dcclib import io
 from dcclib.lab.store import repo_root
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 REPORTS_ENV = "DCC_REPORTS_DIR"
 
 
 def default_reports_dir() -> Path:
+    """$DCC_REPORTS_DIR if set, else reports/ in the checkout (or the working folder)."""
     env = os.environ.get(REPORTS_ENV)
     if env:
         return Path(env).expanduser()
@@ -34,6 +39,7 @@ def _record(out: Path, stem: str, kind: str, title: str, files: list[Path], meta
 
 
 def labels_line(meta: dict) -> str:
+    """The line under a table's title: profile, device and the data used."""
     data = "; ".join(meta.get("data") or ["-"])
     return f"profile {meta['profile']} · device {meta['device']} · data: {data}"
 
@@ -49,7 +55,7 @@ def write_table(df: pd.DataFrame, view: pd.DataFrame, stem: str, title: str, met
     return [md, csv]
 
 
-def write_figure(fig, stem: str, title: str, meta: dict) -> list[Path]:
+def write_figure(fig: Figure, stem: str, title: str, meta: dict) -> list[Path]:
     """figures/<stem>.png and .svg (written atomically)."""
     out = Path(meta["output_dir"])
     paths = []
