@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make reports   runs the main job (every notebook, headless, into reports/)
 #   make test      runs the test suite (pytest + nbval)
+#   make lint      ruff check and ruff format --check (CI runs it before the tests)
 # Both create or update the local virtual environment .venv from pyproject.toml.
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,6 +26,7 @@ reports: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean-venv:
 	rm -rf $(VENV)

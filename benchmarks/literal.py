@@ -70,9 +70,7 @@ def literal_loss(cfg, net, real_x, real_y, syn_images, syn_labels, classwise, dr
             xr = apply_dsa(xr, draws.index(torch.full_like(yr, c)), strategy, dsa)
             xs = apply_dsa(xs, draws.index(torch.full_like(ys, c)), strategy, dsa)
         g_real = [g.detach() for g in torch.autograd.grad(F.cross_entropy(net(xr), yr), params)]
-        g_syn = list(
-            torch.autograd.grad(F.cross_entropy(net(xs), ys), params, create_graph=True)
-        )
+        g_syn = list(torch.autograd.grad(F.cross_entropy(net(xs), ys), params, create_graph=True))
         if classwise:
             loss = loss + match_loss(g_real, g_syn, cfg.distance)
         else:
@@ -80,9 +78,7 @@ def literal_loss(cfg, net, real_x, real_y, syn_images, syn_labels, classwise, dr
             sums_syn = g_syn if sums_syn is None else [a + b for a, b in zip(sums_syn, g_syn)]
     if classwise:
         return loss
-    return match_loss(
-        [g / num_classes for g in sums_real], [g / num_classes for g in sums_syn], cfg.distance
-    )
+    return match_loss([g / num_classes for g in sums_real], [g / num_classes for g in sums_syn], cfg.distance)
 
 
 def literal_outer_iteration(
@@ -111,9 +107,7 @@ def literal_outer_iteration(
             h, w = data.image_size
             draws = sample_dsa(data.num_classes, strategy, dsa, image_size=(h, w), device=data.device)
         classwise = uses_classwise_loss(cfg, outer, inner)
-        loss = literal_loss(
-            cfg, net, real_x, real_y, syn_images, syn_labels, classwise, draws, strategy, dsa
-        )
+        loss = literal_loss(cfg, net, real_x, real_y, syn_images, syn_labels, classwise, draws, strategy, dsa)
         image_optimizer.zero_grad()
         loss.backward()
         image_optimizer.step()

@@ -1,6 +1,6 @@
 """Markdown tables from the benchmarks' JSON lines (for reports/performance.md).
 
-  python benchmarks/summarise.py reports/perf_cpu/*.jsonl
+python benchmarks/summarise.py reports/perf_cpu/*.jsonl
 """
 
 from __future__ import annotations

@@ -113,8 +113,7 @@ def savez_deterministic(handle: BinaryIO, arrays: dict[str, np.ndarray]) -> None
     The archive is what ``np.savez_compressed`` writes (one deflated ``{key}.npy`` member per
     array), except that numpy stamps each member with the current time.
     """
-    with zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_DEFLATED,
-                         allowZip64=True) as archive:
+    with zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         for key, value in arrays.items():
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -196,8 +195,11 @@ def _write_subset(out: Path, col: _Collector, size: int) -> tuple[Path, dict[str
             subset.wnids, subset.class_names, train_counts, test_counts, strict=True
         ):
             if n_train == 0 or n_test == 0:
-                print(f"warning: {name}: class {wnid} ({cname}) has {n_train} training and "
-                      f"{n_test} test images", file=sys.stderr)
+                print(
+                    f"warning: {name}: class {wnid} ({cname}) has {n_train} training and "
+                    f"{n_test} test images",
+                    file=sys.stderr,
+                )
         entry = {
             "file": f"{name}.npz",
             "sha256": _sha256(tmp),
@@ -225,8 +227,9 @@ def _collect(files: sources.SourceFiles, collectors: list[_Collector], progress:
     size: int | None = None
     read = kept = 0
     disable = None if progress is None else not progress  # None: only on a terminal
-    with tqdm(total=len(files.all), unit="file", desc="ImageNet files", disable=disable,
-              file=sys.stderr) as bar:
+    with tqdm(
+        total=len(files.all), unit="file", desc="ImageNet files", disable=disable, file=sys.stderr
+    ) as bar:
         for path in files.all:
             bar.set_postfix_str(f"{path.name}: {read} images read, {kept} kept")
             data, labels = sources.read_batch(path)
@@ -234,8 +237,10 @@ def _collect(files: sources.SourceFiles, collectors: list[_Collector], progress:
             if size is None:
                 size = file_size
             elif file_size != size:
-                raise UserError(f"{path} holds {file_size}x{file_size} images, the files "
-                                f"before it {size}x{size}: mixed downloads under {files.src}")
+                raise UserError(
+                    f"{path} holds {file_size}x{file_size} images, the files "
+                    f"before it {size}x{size}: mixed downloads under {files.src}"
+                )
             train = path != files.val
             for col in collectors:
                 kept += col.take(data, labels, size, train)
@@ -277,8 +282,7 @@ def build(
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     source_files = [
-        {"path": p.relative_to(files.src).as_posix(), "bytes": p.stat().st_size}
-        for p in files.all
+        {"path": p.relative_to(files.src).as_posix(), "bytes": p.stat().st_size} for p in files.all
     ]
     written: list[tuple[Path, Path]] = []
     entries: list[dict[str, Any]] = []

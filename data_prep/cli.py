@@ -41,20 +41,34 @@ def make_parser() -> argparse.ArgumentParser:
         "ImageNet32 (or ImageNet64) download, in either released form (pickled batches or "
         ".npz). Writes <out>/imagenet{S}-{group}.npz and <out>/manifest.json.",
     )
-    parser.add_argument("--src", help="folder holding train_data_batch_1..10 and val_data "
-                        "(or their .npz), searched recursively")
+    parser.add_argument(
+        "--src",
+        help="folder holding train_data_batch_1..10 and val_data (or their .npz), searched recursively",
+    )
     parser.add_argument("--out", help="output folder (created if needed)")
-    parser.add_argument("--groups", default=None,
-                        help=f"comma-separated paper groups ({', '.join(GROUP_NAMES)}), 'all' "
-                        "or 'none' (default: all, or none when --hypernym is given)")
-    parser.add_argument("--hypernym", nargs="+", action="extend", default=[], metavar="SYNSET",
-                        help="also build a set of all ImageNet-1k classes below a WordNet 3.0 "
-                        "synset, e.g. dog.n.01 (file imagenet32-dog.npz; hunting_dog.n.01 gives "
-                        "imagenet32-huntingdog.npz); needs WordNet")
-    parser.add_argument("--explain", action="store_true",
-                        help="print where the groups (and --hypernym sets) come from in WordNet "
-                        "3.0 and check every wnid, then exit (no --src/--out needed); exit "
-                        "code 1 if a check fails")
+    parser.add_argument(
+        "--groups",
+        default=None,
+        help=f"comma-separated paper groups ({', '.join(GROUP_NAMES)}), 'all' "
+        "or 'none' (default: all, or none when --hypernym is given)",
+    )
+    parser.add_argument(
+        "--hypernym",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SYNSET",
+        help="also build a set of all ImageNet-1k classes below a WordNet 3.0 "
+        "synset, e.g. dog.n.01 (file imagenet32-dog.npz; hunting_dog.n.01 gives "
+        "imagenet32-huntingdog.npz); needs WordNet",
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print where the groups (and --hypernym sets) come from in WordNet "
+        "3.0 and check every wnid, then exit (no --src/--out needed); exit "
+        "code 1 if a check fails",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -95,9 +109,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         subsets += [hypernym_subset(spec) for spec in args.hypernym]
     entries = build(args.src, args.out, subsets, progress=False if args.no_progress else None)
     for e in entries:
-        print(f"{args.out}/{e['file']}: {e['num_classes']} classes, {e['num_train']} train + "
-              f"{e['num_test']} test images of {e['image_size']}x{e['image_size']}, "
-              f"sha256 {e['sha256'][:16]}...")
+        print(
+            f"{args.out}/{e['file']}: {e['num_classes']} classes, {e['num_train']} train + "
+            f"{e['num_test']} test images of {e['image_size']}x{e['image_size']}, "
+            f"sha256 {e['sha256'][:16]}..."
+        )
     print(f"{args.out}/manifest.json updated")
     return 0
 

@@ -97,9 +97,7 @@ GROUPS: tuple[Group, ...] = (
         name="lizard",
         title="Lizard",
         hypernyms=("lizard.n.01",),
-        note=(
-            "Exactly the ImageNet-1k classes below lizard.n.01."
-        ),
+        note=("Exactly the ImageNet-1k classes below lizard.n.01."),
         wnids=(
             "n01675722",  # banded gecko
             "n01677366",  # common iguana
@@ -118,9 +116,7 @@ GROUPS: tuple[Group, ...] = (
         name="fish",
         title="Fish",
         hypernyms=("fish.n.01",),
-        note=(
-            "Exactly the ImageNet-1k classes below fish.n.01 (sharks and rays included)."
-        ),
+        note=("Exactly the ImageNet-1k classes below fish.n.01 (sharks and rays included)."),
         wnids=(
             "n01484850",  # great white shark
             "n01491361",  # tiger shark
@@ -182,9 +178,7 @@ GROUPS: tuple[Group, ...] = (
         name="insect",
         title="Insect",
         hypernyms=("insect.n.01",),
-        note=(
-            "Exactly the ImageNet-1k classes below insect.n.01."
-        ),
+        note=("Exactly the ImageNet-1k classes below insect.n.01."),
         wnids=(
             "n02219486",  # ant
             "n02165105",  # tiger beetle

@@ -26,9 +26,7 @@ from dcclib.errors import UserError
 from dcclib.safe_pickle import load_array_pickle
 
 NUM_TRAIN_FILES = 10
-TRAIN_STEMS: tuple[str, ...] = tuple(
-    f"train_data_batch_{k}" for k in range(1, NUM_TRAIN_FILES + 1)
-)
+TRAIN_STEMS: tuple[str, ...] = tuple(f"train_data_batch_{k}" for k in range(1, NUM_TRAIN_FILES + 1))
 VAL_STEM = "val_data"
 NUM_CLASSES = 1000
 
@@ -71,8 +69,9 @@ def find_sources(src: str | Path) -> SourceFiles:
             paths = found.get(name, [])
             if len(paths) > 1:
                 listed = ", ".join(str(p) for p in paths)
-                raise UserError(f"{name} found more than once under {root} ({listed}): "
-                                "point --src at one download")
+                raise UserError(
+                    f"{name} found more than once under {root} ({listed}): point --src at one download"
+                )
             if paths:
                 return paths[0]
         raise UserError(f"missing input file {stem} (or {stem}.npz) under {root}")
@@ -135,6 +134,5 @@ def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if labels.shape[0] != data.shape[0]:
         raise UserError(f"{path}: {data.shape[0]} images but {labels.shape[0]} labels")
     if labels.size and (labels.min() < 1 or labels.max() > NUM_CLASSES):
-        raise UserError(f"{path}: labels must lie in 1..{NUM_CLASSES}, "
-                        f"found {labels.min()}..{labels.max()}")
+        raise UserError(f"{path}: labels must lie in 1..{NUM_CLASSES}, found {labels.min()}..{labels.max()}")
     return data, labels

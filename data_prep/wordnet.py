@@ -38,13 +38,16 @@ def get_wordnet() -> Any:
     try:
         version = wordnet.get_version()
     except LookupError:
-        raise UserError("NLTK's WordNet corpus is not installed (looked in NLTK_DATA, "
-                        f"{REPO_NLTK_DATA} and NLTK's default folders): {_HOW_TO_GET}") from None
+        raise UserError(
+            "NLTK's WordNet corpus is not installed (looked in NLTK_DATA, "
+            f"{REPO_NLTK_DATA} and NLTK's default folders): {_HOW_TO_GET}"
+        ) from None
     except OSError as exc:
         raise UserError(f"NLTK's WordNet corpus is incomplete ({exc}): {_HOW_TO_GET}") from None
     if version != "3.0":
-        raise UserError(f"ImageNet wnids are WordNet 3.0 offsets, but NLTK loaded WordNet "
-                        f"{version}: {_HOW_TO_GET}")
+        raise UserError(
+            f"ImageNet wnids are WordNet 3.0 offsets, but NLTK loaded WordNet {version}: {_HOW_TO_GET}"
+        )
     return wordnet
 
 
@@ -75,8 +78,10 @@ def resolve_synset(wn: Any, spec: str) -> Any:
         except Exception:  # nltk raises WordNetError, ValueError or others for bad names
             synset = None
     if synset is None:
-        raise UserError(f"unknown WordNet synset {spec!r}: give a name such as dog.n.01 "
-                        "(see `wn.synsets('dog')`) or a wnid such as n02084071")
+        raise UserError(
+            f"unknown WordNet synset {spec!r}: give a name such as dog.n.01 "
+            "(see `wn.synsets('dog')`) or a wnid such as n02084071"
+        )
     return synset
 
 
@@ -103,8 +108,10 @@ def hypernym_subset(spec: str) -> Subset:
     synset = resolve_synset(wn, spec)
     wnids = tuple(imagenet_below(wn, [synset]))
     if len(wnids) < 2:
-        raise UserError(f"{synset.name()} has {len(wnids)} ImageNet-1k classes at or below it; "
-                        "a fine-grained set needs at least 2")
+        raise UserError(
+            f"{synset.name()} has {len(wnids)} ImageNet-1k classes at or below it; "
+            "a fine-grained set needs at least 2"
+        )
     word = synset.name().rsplit(".", 2)[0]
     name = "".join(ch for ch in word.lower() if "a" <= ch <= "z")
     if not name:
@@ -190,14 +197,21 @@ class GroupReport:
             f"of which in the group: {len(set(self.closure) & {m.wnid for m in ms})}",
         ]
         lemmas = wnid_lemmas()
-        lines.append("  in the group but NOT below " + ", ".join(self.hypernyms) + ":"
-                     + ("" if self.added else " none"))
+        lines.append(
+            "  in the group but NOT below "
+            + ", ".join(self.hypernyms)
+            + ":"
+            + ("" if self.added else " none")
+        )
         lines += [f"    {w} {lemmas[w][0]}: {where}" for w, where in self.added]
-        lines.append("  below " + ", ".join(self.hypernyms) + " but NOT in the group:"
-                     + ("" if self.left_out else " none"))
+        lines.append(
+            "  below "
+            + ", ".join(self.hypernyms)
+            + " but NOT in the group:"
+            + ("" if self.left_out else " none")
+        )
         lines += [f"    {w} {lemmas[w][0]}: {where}" for w, where in self.left_out]
-        lines.append("  members also below another group's hypernyms:"
-                     + ("" if self.shared else " none"))
+        lines.append("  members also below another group's hypernyms:" + ("" if self.shared else " none"))
         lines += [f"    {w} {lemmas[w][0]}: {other}" for w, other in self.shared]
         lines.append(f"  note: {self.note}")
         lines.append("  label  wnid       class / WordNet path")
@@ -229,18 +243,27 @@ def explain_group(name: str) -> GroupReport:
         synset = synset_of(wn, wnid)
         names = [n.replace("_", " ") for n in synset.lemma_names()] if synset else []
         path = _path_from(synset, roots) if synset else None
-        members.append(Member(
-            label=label, wnid=wnid, name=lemmas.get(wnid, ("?",))[0],
-            synset=synset.name() if synset else None, in_imagenet=wnid in imagenet,
-            lemmas_match=list(lemmas.get(wnid, ())) == names, path=path,
-        ))
+        members.append(
+            Member(
+                label=label,
+                wnid=wnid,
+                name=lemmas.get(wnid, ("?",))[0],
+                synset=synset.name() if synset else None,
+                in_imagenet=wnid in imagenet,
+                lemmas_match=list(lemmas.get(wnid, ())) == names,
+                path=path,
+            )
+        )
         if synset is not None and path is None:
             parents = ", ".join(s.name() for s in synset.hypernyms())
-            meets = ", ".join(sorted({c.name() for r in roots
-                                      for c in synset.lowest_common_hypernyms(r)}))
-            added.append((wnid, f"{synset.name()} sits under {parents} (meets "
-                                f"{', '.join(group.hypernyms)} only at {meets}); paths: "
-                                + " | ".join(_paths(synset))))
+            meets = ", ".join(sorted({c.name() for r in roots for c in synset.lowest_common_hypernyms(r)}))
+            added.append(
+                (
+                    wnid,
+                    f"{synset.name()} sits under {parents} (meets "
+                    f"{', '.join(group.hypernyms)} only at {meets}); paths: " + " | ".join(_paths(synset)),
+                )
+            )
     closure = imagenet_below(wn, roots)
     left_out = []
     for wnid in closure:
@@ -248,18 +271,28 @@ def explain_group(name: str) -> GroupReport:
             holder = [g.title for g in GROUPS if wnid in g.wnids]
             synset = synset_of(wn, wnid)
             where = f"in the paper's {holder[0]} group" if holder else "in no paper group"
-            left_out.append((wnid, f"{where}; WordNet files {synset.name()} under "
-                                   + " | ".join(_paths(synset))))
+            left_out.append(
+                (wnid, f"{where}; WordNet files {synset.name()} under " + " | ".join(_paths(synset)))
+            )
     shared = []
     for other in GROUPS:
         if other.name != group.name:
             below = imagenet_below(wn, [resolve_synset(wn, h) for h in other.hypernyms])
-            shared += [(w, f"also below {', '.join(other.hypernyms)} ({other.title})")
-                       for w in group.wnids if w in below]
+            shared += [
+                (w, f"also below {', '.join(other.hypernyms)} ({other.title})")
+                for w in group.wnids
+                if w in below
+            ]
     return GroupReport(
-        name=group.name, title=group.title, hypernyms=group.hypernyms, note=group.note,
-        members=tuple(members), closure=tuple(closure), added=tuple(added),
-        left_out=tuple(left_out), shared=tuple(shared),
+        name=group.name,
+        title=group.title,
+        hypernyms=group.hypernyms,
+        note=group.note,
+        members=tuple(members),
+        closure=tuple(closure),
+        added=tuple(added),
+        left_out=tuple(left_out),
+        shared=tuple(shared),
     )
 
 
@@ -268,8 +301,10 @@ def explain_hypernym(spec: str) -> str:
     subset = hypernym_subset(spec)
     wn = get_wordnet()
     root = resolve_synset(wn, spec)
-    lines = [f"{subset.name} ({len(subset.wnids)} classes): every ImageNet-1k class at or "
-             f"below {root.name()} ({root.definition()})"]
+    lines = [
+        f"{subset.name} ({len(subset.wnids)} classes): every ImageNet-1k class at or "
+        f"below {root.name()} ({root.definition()})"
+    ]
     for label, (wnid, cname) in enumerate(zip(subset.wnids, subset.class_names, strict=True)):
         lines.append(f"  {label:5d}  {wnid}  {cname}: {_path_from(synset_of(wn, wnid), [root])}")
     return "\n".join(lines)

@@ -6,6 +6,10 @@ every class its own transformation, real and synthetic images of a class share t
 tests can fix the draw. Each sample may use a different family: every family present in the
 strategy is computed on the whole batch and kept per sample with `torch.where` (no host
 synchronisation, no per-sample loops). Non-selected samples pass through bit-for-bit.
+
+Length (about 430 lines): the six DSA families, their sampling and their vectorised
+application share the `DSADraw` layout and are read together; DC's evaluation augmentation
+(`dc_augment`) reuses those same transforms.
 """
 
 from __future__ import annotations
@@ -287,9 +291,7 @@ def apply_dsa(
     return _apply(x, draw, families, params, only=None)
 
 
-def _apply(
-    x: Tensor, d: DSADraw, families: tuple[str, ...], params: DSAParams, only: str | None
-) -> Tensor:
+def _apply(x: Tensor, d: DSADraw, families: tuple[str, ...], params: DSAParams, only: str | None) -> Tensor:
     """`only` names the single family of the whole batch (known on the host): no masks needed."""
 
     def sel(name: str) -> Tensor | None:
@@ -361,9 +363,7 @@ def dsa_siamese(
     x = torch.cat(xs) if len(xs) > 1 else xs[0]
     g = torch.cat(groups) if len(groups) > 1 else groups[0]
     h, w = x.shape[-2:]
-    draw = sample_dsa(
-        num_groups, strategy, params, image_size=(h, w), device=x.device, generator=generator
-    )
+    draw = sample_dsa(num_groups, strategy, params, image_size=(h, w), device=x.device, generator=generator)
     out = apply_dsa(x, draw.index(g.to(x.device)), strategy, params)
     return list(out.split([xi.shape[0] for xi in xs]))
 
@@ -428,9 +428,7 @@ def dc_augment(
         # Constant fill under bilinear sampling: sample (x - v) with zero padding, add v back.
         v = torch.where(is_rot, fill.mean(), zero).view(-1, 1, 1, 1)
         grid = F.affine_grid(theta, [n, c, h, w], align_corners=True)
-        warped = F.grid_sample(
-            x - v, grid, mode="bilinear", padding_mode="zeros", align_corners=True
-        )
+        warped = F.grid_sample(x - v, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
         out = torch.where(sel("scale") | sel("rotate"), warped + v, out)
     if "noise" in choices:
         eps = _draw(torch.randn, tuple(x.shape), device=dev, gen=generator).to(x.dtype)

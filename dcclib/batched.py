@@ -16,8 +16,8 @@ Equivalence with `evaluate.train_from_scratch` (one network after another):
   taken right after the network was created, which is the stream the sequential path's
   `torch.randperm` draws from; without augmentation the shuffle orders are therefore identical;
 - `sgd_step` is torch.optim.SGD's update (weight decay, momentum, dampening 0, buffer = first
-  gradient on the first step); the lr drop after pass E//2+1 also resets the momentum, as the
-  protocol's new optimiser does.
+  gradient on the first step); the lr drop after pass E//2+1 (`dcclib.protocol`) also resets
+  the momentum, as the protocol's new optimiser does.
 So without augmentation the weights equal the sequential ones up to float rounding (tested).
 With augmentation every network still gets its own draws (DSA: one family per network per
 batch, parameters per sample, as one `dsa_augment` call; DC: per-network `dc_augment` calls),
@@ -43,6 +43,7 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 from dcclib.augment import DSAParams, apply_dsa, dc_augment, parse_strategy, sample_dsa
 from dcclib.errors import UserError
 from dcclib.models import ConvNet, has_batchnorm
+from dcclib.protocol import LR_DROP_FACTOR, PROTOCOL, lr_drop_epoch
 from dcclib.runtime import precision_context
 
 IMPLS = ("auto", "grouped", "vmap")
@@ -52,6 +53,9 @@ _GROUPED_OK = (nn.Conv2d, nn.GroupNorm, nn.LayerNorm, nn.ReLU, nn.Sigmoid, nn.Le
                nn.AvgPool2d, nn.MaxPool2d, nn.Identity)  # fmt: skip
 
 Augment = Callable[[Tensor], Tensor]  # [N, B, C, H, W] -> same shape
+# (stacked params, stacked buffers, x, y) -> per-network gradients / one network's loss
+GradStep = Callable[[dict[str, Tensor], dict[str, Tensor], Tensor, Tensor], dict[str, Tensor]]
+LossFn = Callable[[dict[str, Tensor], dict[str, Tensor], Tensor, Tensor], Tensor]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,9 +208,7 @@ def batched_augmenter(
                 n_nets * b, strategy, params, image_size=tuple(x.shape[-2:]),
                 device=x.device, generator=generator,
             )  # fmt: skip
-            family = torch.randint(
-                len(families), (n_nets,), device=x.device, generator=generator
-            )
+            family = torch.randint(len(families), (n_nets,), device=x.device, generator=generator)
             draw.family = family.repeat_interleave(b)
             return apply_dsa(flat, draw, strategy, params).view_as(x)
 
@@ -224,16 +226,18 @@ def batched_augmenter(
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class TrainSettings:
+    """How `train_stacked` trains: the protocol's SGD (`dcclib.protocol`) by default."""
+
     epochs: int  # E: the loop makes E + 1 passes
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
+    lr: float = PROTOCOL.lr
+    momentum: float = PROTOCOL.momentum
+    weight_decay: float = PROTOCOL.weight_decay
+    batch_size: int = PROTOCOL.batch_size
     precision: str = "fp32"
     compile: bool = False  # torch.compile the grouped forward + loss (opt-in; compiles per shape)
 
 
-def _grouped_grads(template: ConvNet, compiled: bool = False):
+def _grouped_grads(template: ConvNet, compiled: bool = False) -> GradStep:
     """Per-network gradients of the per-network mean CE, by one backward of their sum."""
 
     def total_loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
@@ -254,7 +258,7 @@ def _grouped_grads(template: ConvNet, compiled: bool = False):
     return step
 
 
-def _loss_fn(template: nn.Module):
+def _loss_fn(template: nn.Module) -> LossFn:
     def loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(template, (p, b), (x,)), y)
 
@@ -285,9 +289,7 @@ def train_stacked(
         step = vmap(grad(_loss_fn(stack.template)))
     n, lr, bufs = images.shape[0], settings.lr, None
     for epoch in range(settings.epochs + 1):
-        order = torch.stack(
-            [torch.randperm(n, device=images.device, generator=g) for g in shuffles]
-        )
+        order = torch.stack([torch.randperm(n, device=images.device, generator=g) for g in shuffles])
         for start in range(0, n, settings.batch_size):
             idx = order[:, start : start + settings.batch_size]  # [N, B]
             x = images[idx]
@@ -296,11 +298,9 @@ def train_stacked(
             with precision_context(settings.precision, images.device):
                 grads = step(stack.params, stack.buffers, x, labels[idx])
             grads = {k: g.to(stack.params[k].dtype) for k, g in grads.items()}
-            bufs = sgd_step(
-                stack.params, grads, bufs, lr, settings.momentum, settings.weight_decay
-            )
-        if epoch == settings.epochs // 2 + 1:
-            lr *= 0.1
+            bufs = sgd_step(stack.params, grads, bufs, lr, settings.momentum, settings.weight_decay)
+        if epoch == lr_drop_epoch(settings.epochs):
+            lr *= LR_DROP_FACTOR
             bufs = None  # the protocol builds a new optimiser: momentum starts again
     return stack
 

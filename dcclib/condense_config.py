@@ -12,9 +12,10 @@ from dataclasses import dataclass, replace
 from dcclib.augment import parse_strategy
 from dcclib.errors import UserError
 from dcclib.matching import CLASSWISE_MODES, DISTANCES
+from dcclib.methods import CONDENSATION_METHODS, condensation_method
 from dcclib.models import list_models
 
-METHODS = ("dc", "dsa", "dcc", "dsac")
+METHODS = CONDENSATION_METHODS  # alias (dcclib.methods is the home of the methods)
 CONDENSE_PRECISIONS = ("fp32", "tf32")  # bf16 is not offered for second-order matching
 # classwise_mode "auto": measured on the 2-core CPU (loop 1.4-2.1x faster than vmap, see
 # reports/performance.md); cuda: vmap, provisional until benchmarks/bench_condense.py runs on a GPU.
@@ -38,7 +39,7 @@ class CondenseConfig:
     """Every setting of a condensation run; the defaults are the paper's."""
 
     dataset: str = "embedded-mnist"
-    method: str = "dcc"  # dc | dsa | dcc | dsac
+    method: str = "dcc"  # one of dcclib.methods.CONDENSATION_METHODS
     ipc: int = 10  # images per class
     outer_iterations: int = 1000  # K_o
     inner_iterations: int | None = None  # K_i; None: from INNER_SCHEDULE
@@ -66,20 +67,18 @@ class CondenseConfig:
 
     @property
     def uses_dsa(self) -> bool:
-        return self.method in ("dsa", "dsac")
+        """The method uses DSA (dcclib.methods); a UserError for an unknown method."""
+        return condensation_method(self.method).uses_dsa
 
     @property
     def contrastive(self) -> bool:
-        """DCC / DSAC use the class-collective loss (after the warm-up)."""
-        return self.method in ("dcc", "dsac")
+        """The method uses the class-collective loss after the warm-up (dcclib.methods)."""
+        return condensation_method(self.method).contrastive
 
     def resolved(self) -> CondenseConfig:
         """Fill K_i and T from the schedule and validate every setting (UserError if bad)."""
+        condensation_method(self.method)  # the method first: a UserError naming the known ones
         checks = [
-            (
-                self.method in METHODS,
-                f"unknown method '{self.method}'; choose one of: {', '.join(METHODS)}",
-            ),
             (
                 self.warmup in WARMUPS,
                 f"unknown warm-up '{self.warmup}'; choose one of: {', '.join(WARMUPS)}",

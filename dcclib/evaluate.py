@@ -2,9 +2,12 @@
 
 The spec's protocol (DC/DSA code): SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256,
 shuffled; E+1 passes (epoch indices 0..E), after the pass with index E//2+1 the lr drops by 10x
-with a new optimiser (momentum reset). DSA/DSAC sets train with DSA augmentation for E = 1000;
-DC/DCC/Random sets train without augmentation for E = 300, except on MNIST (E = 1000 with DC's
-crop/scale/rotate augmentation) and for the BatchNorm ConvNet (E = 1000, crop or noise).
+with a new optimiser (momentum reset); these live in `dcclib.protocol` (re-exported here:
+`PROTOCOL`, `lr_drop_epoch`, `protocol_optimizer`). Sets of a method that fixes the protocol's
+augmentation (`dcclib.methods`: DSA and DSAC use DSA) train with it for E = 1000; the others
+(DC, DCC, Random, ...) train without augmentation for E = 300, except on MNIST (E = 1000 with
+DC's crop/scale/rotate augmentation) and for the BatchNorm ConvNet (E = 1000, crop or noise).
+An unknown method is a UserError before any training.
 Accuracy is on the full test set in eval mode; the reported number is the mean and std over
 all trained networks.
 
@@ -17,6 +20,7 @@ off by default.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -27,11 +31,21 @@ from dcclib import batched, runtime
 from dcclib.augment import DSAParams, dc_augment, default_dsa_strategy, dsa_augment
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
+from dcclib.methods import get_method
 from dcclib.models import create_model
+from dcclib.protocol import (  # noqa: F401  (re-exported: the protocol's SGD is written there)
+    LR_DROP_FACTOR,
+    PROTOCOL,
+    SGDProtocol,
+    lr_drop_epoch,
+    protocol_optimizer,
+)
 from dcclib.runtime import derive_seed
 
 AUGMENTS = ("none", "dsa", "dc", "dc_noise")
 MNIST_LIKE = ("mnist", "embedded-mnist")
+AUGMENTED_EPOCHS = 1000  # E when the protocol augments (DSA, DC's MNIST and BatchNorm rules)
+PLAIN_EPOCHS = 300  # E without augmentation
 
 
 @dataclass
@@ -42,10 +56,10 @@ class EvalConfig:
     num_nets: int = 20  # networks trained per model
     epochs: int | None = None  # E
     augment: str | None = None  # none | dsa | dc | dc_noise
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
+    lr: float = PROTOCOL.lr
+    momentum: float = PROTOCOL.momentum
+    weight_decay: float = PROTOCOL.weight_decay
+    batch_size: int = PROTOCOL.batch_size
     test_batch: int = 2048
     seed: int = 0
     # networks trained together (dcclib.batched); None: auto (CUDA: all of them, within a
@@ -82,17 +96,26 @@ def resolve_parallel_nets(cfg: EvalConfig, model: str, data: ImageDataset) -> in
 
 
 def protocol_defaults(method: str, dataset_name: str, model: str) -> tuple[int, str]:
-    """(E, augmentation) of the spec for a set made by `method`, trained on `model`."""
-    if method in ("dsa", "dsac"):
-        return 1000, "dsa"
+    """(E, augmentation) of the spec for a set made by `method`, trained on `model`.
+
+    The method's own augmentation (`Method.eval_augment`: DSA for DSA/DSAC) comes first, else
+    `default_augment`'s rule; E is 1000 with augmentation, 300 without. A UserError for an
+    unknown method.
+    """
+    augment = get_method(method).eval_augment or default_augment(dataset_name, model)
+    return (PLAIN_EPOCHS if augment == "none" else AUGMENTED_EPOCHS), augment
+
+
+def default_augment(dataset_name: str, model: str) -> str:
+    """The protocol's augmentation for a method that fixes none (DC, DCC, Random, ...)."""
     if model == "convnet_bn":
-        return 1000, "dc_noise"
+        return "dc_noise"
     if dataset_name.lower() in MNIST_LIKE:
-        return 1000, "dc"
-    return 300, "none"
+        return "dc"
+    return "none"
 
 
-def _augmenter(kind: str, data: ImageDataset):
+def _augmenter(kind: str, data: ImageDataset) -> Callable[[Tensor], Tensor] | None:
     if kind == "none":
         return None
     if kind == "dsa":
@@ -120,7 +143,7 @@ def train_from_scratch(
     labels: Tensor,
     epochs: int,
     cfg: EvalConfig,
-    augment=None,
+    augment: Callable[[Tensor], Tensor] | None = None,
 ) -> nn.Module:
     """The protocol's training loop (E+1 passes, lr x0.1 with a new optimiser after E//2+1).
 
@@ -128,9 +151,7 @@ def train_from_scratch(
     would keep using its cached low-precision copies of the old weights).
     """
     lr = cfg.lr
-    opt = torch.optim.SGD(
-        net.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    opt = protocol_optimizer(net.parameters(), lr, cfg.momentum, cfg.weight_decay)
     n = images.shape[0]
     net.train()
     for epoch in range(epochs + 1):
@@ -145,11 +166,9 @@ def train_from_scratch(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        if epoch == epochs // 2 + 1:
-            lr *= 0.1
-            opt = torch.optim.SGD(
-                net.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-            )
+        if epoch == lr_drop_epoch(epochs):
+            lr *= LR_DROP_FACTOR
+            opt = protocol_optimizer(net.parameters(), lr, cfg.momentum, cfg.weight_decay)
     return net
 
 
@@ -193,9 +212,14 @@ def evaluate_set(
     cfg: EvalConfig,
     progress: bool = False,
 ) -> list[ModelResult]:
-    """Train cfg.num_nets fresh networks of each model on (images, labels); test each one."""
+    """Train cfg.num_nets fresh networks of each model on (images, labels); test each one.
+
+    `method` made the set: it picks the protocol (`protocol_defaults`); an unknown one is a
+    UserError before any training.
+    """
     from tqdm.auto import tqdm
 
+    get_method(method)  # an unknown method is an error, never silently DC's protocol
     if cfg.num_nets <= 0:
         raise UserError(f"num-nets must be positive, got {cfg.num_nets}")
     check_compatible(images, labels, data)
@@ -214,9 +238,7 @@ def evaluate_set(
         epochs = cfg.epochs if cfg.epochs is not None else epochs
         augment = cfg.augment if cfg.augment is not None else augment
         if augment not in AUGMENTS:
-            raise UserError(
-                f"unknown augmentation '{augment}'; choose one of: {', '.join(AUGMENTS)}"
-            )
+            raise UserError(f"unknown augmentation '{augment}'; choose one of: {', '.join(AUGMENTS)}")
         create_model(model, data.channels, data.num_classes, data.image_size)  # validate name early
         group = resolve_parallel_nets(cfg, model, data)
         accs: list[Tensor] = []
@@ -229,9 +251,7 @@ def evaluate_set(
                 accs.extend(_train_group(model, ids, images, labels, data, epochs, augment, cfg))
             bar.update(len(ids))
         bar.close()
-        results.append(
-            ModelResult(model, epochs, augment, [float(a) for a in torch.stack(accs).tolist()])
-        )
+        results.append(ModelResult(model, epochs, augment, [float(a) for a in torch.stack(accs).tolist()]))
     return results
 
 
@@ -241,7 +261,17 @@ def _new_network(model: str, j: int, data: ImageDataset, cfg: EvalConfig) -> nn.
     return create_model(model, data.channels, data.num_classes, data.image_size).to(data.device)
 
 
-def _train_one(model, j, images, labels, data, epochs, augment, cfg) -> Tensor:
+def _train_one(
+    model: str,
+    j: int,
+    images: Tensor,
+    labels: Tensor,
+    data: ImageDataset,
+    epochs: int,
+    augment: str,
+    cfg: EvalConfig,
+) -> Tensor:
+    """Network j trained alone (the sequential path); its test accuracy as a device tensor."""
     net = _new_network(model, j, data, cfg)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -251,7 +281,16 @@ def _train_one(model, j, images, labels, data, epochs, augment, cfg) -> Tensor:
         return test_accuracy(net, data, cfg.test_batch)
 
 
-def _train_group(model, ids, images, labels, data, epochs, augment, cfg) -> list[Tensor]:
+def _train_group(
+    model: str,
+    ids: range,
+    images: Tensor,
+    labels: Tensor,
+    data: ImageDataset,
+    epochs: int,
+    augment: str,
+    cfg: EvalConfig,
+) -> list[Tensor]:
     """Networks `ids` trained together; each shuffles with the stream the sequential path uses."""
     nets, shuffles = [], []
     for j in ids:

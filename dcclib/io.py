@@ -135,9 +135,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             header = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(
-            f"{path} is not a readable safetensors file ({str(exc).splitlines()[0]})"
-        ) from None
+        raise UserError(f"{path} is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
     if _META_KEY not in header:
         raise UserError(f"{path} has no dcc-companion metadata; it was not written by dcclib")
     try:
@@ -145,15 +143,11 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     except json.JSONDecodeError:
         raise UserError(f"{path} has corrupt metadata") from None
     if meta.get("format_version") != FORMAT_VERSION:
-        raise UserError(
-            f"{path} has format version {meta.get('format_version')}, expected {FORMAT_VERSION}"
-        )
+        raise UserError(f"{path} has format version {meta.get('format_version')}, expected {FORMAT_VERSION}")
     return tensors, meta
 
 
-def save_synthetic(
-    path: str | Path, images: torch.Tensor, labels: torch.Tensor, meta: dict
-) -> None:
+def save_synthetic(path: str | Path, images: torch.Tensor, labels: torch.Tensor, meta: dict) -> None:
     """Save a synthetic (or selected) set: normalised images [N,C,H,W], labels [N], metadata."""
     meta = {**meta, "num_classes": len(meta["class_names"]), "shape": list(images.shape)}
     save_tensors(path, {"images": images.float(), "labels": labels.long()}, meta)
@@ -174,9 +168,7 @@ def load_synthetic(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
     if images.dim() != 4 or list(images.shape) != list(meta["shape"]):
         problems.append(f"images have shape {list(images.shape)}, metadata says {meta['shape']}")
     if labels.shape != (images.shape[0],):
-        problems.append(
-            f"{labels.shape[0] if labels.dim() else 0} labels for {images.shape[0]} images"
-        )
+        problems.append(f"{labels.shape[0] if labels.dim() else 0} labels for {images.shape[0]} images")
     elif labels.numel() and (labels.min() < 0 or labels.max() >= n_classes):
         problems.append(f"labels outside 0..{n_classes - 1}")
     if len(meta["class_names"]) != n_classes or len(meta["mean"]) != images.shape[1]:

@@ -29,9 +29,7 @@ _EPS = 1e-6  # the original's constant in the cosine denominators
 # ---------------------------------------------------------------------------------------------
 # The distance D, batched over a leading "pair" dimension P (P = classes for DC, 1 for DCC).
 # ---------------------------------------------------------------------------------------------
-def gradient_distance(
-    real: Sequence[Tensor], syn: Sequence[Tensor], kind: str = "layerwise"
-) -> Tensor:
+def gradient_distance(real: Sequence[Tensor], syn: Sequence[Tensor], kind: str = "layerwise") -> Tensor:
     """Sum over the P pairs of D(real[p], syn[p]); every tensor has shape [P, *param_shape].
 
     layerwise: per parameter tensor, rows by output unit, 1 - cos per row, summed; 1-D
@@ -111,9 +109,7 @@ def classwise_gradients(
     class larger than the chunk (memory only; the numbers change by float rounding at most).
     """
     if mode not in CLASSWISE_MODES:
-        raise UserError(
-            f"unknown class-wise mode '{mode}'; choose one of: {', '.join(CLASSWISE_MODES)}"
-        )
+        raise UserError(f"unknown class-wise mode '{mode}'; choose one of: {', '.join(CLASSWISE_MODES)}")
     chunk = None if create_graph else chunk_size
     if mode == "vmap" and len(set(counts)) == 1:
         per_class = counts[0]

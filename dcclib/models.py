@@ -12,6 +12,9 @@ analyses never need to know which architecture they hold:
 each sample on its own and, unlike BatchNorm, keeps no running statistics.
 Feature sizes are computed from the input size rather than hardcoded, so 28x28 and
 32x32 inputs with 1 or 3 channels work wherever the architecture allows.
+
+Length (a little over 400 lines): the one registry of every architecture the paper trains,
+with its variants; split per architecture, the registry and the shared interface would scatter.
 """
 
 from __future__ import annotations
@@ -136,9 +139,7 @@ class ConvNet(_Net):
             ("pool", pool, _POOLS),
         ):
             if value not in allowed:
-                raise UserError(
-                    f"unknown ConvNet {what} '{value}'; choose one of: " + ", ".join(allowed)
-                )
+                raise UserError(f"unknown ConvNet {what} '{value}'; choose one of: " + ", ".join(allowed))
         if depth < 1 or width < 1:
             raise UserError(f"ConvNet needs depth >= 1 and width >= 1 (got {depth}, {width})")
         in_size = _as_size(image_size)
@@ -174,9 +175,7 @@ class ConvNet(_Net):
 class MLP(_Net):
     """Flattened input -> 128 -> 128 -> classes, ReLU between."""
 
-    def __init__(
-        self, channels: int, num_classes: int, image_size: int | tuple[int, int] = 32
-    ) -> None:
+    def __init__(self, channels: int, num_classes: int, image_size: int | tuple[int, int] = 32) -> None:
         super().__init__()
         h, w = _as_size(image_size)
         self.fc_1 = nn.Linear(channels * h * w, 128)
@@ -194,9 +193,7 @@ class MLP(_Net):
 class LeNet(_Net):
     """Conv 6@5x5 -> maxpool -> conv 16@5x5 -> maxpool -> 120 -> 84 -> classes."""
 
-    def __init__(
-        self, channels: int, num_classes: int, image_size: int | tuple[int, int] = 32
-    ) -> None:
+    def __init__(self, channels: int, num_classes: int, image_size: int | tuple[int, int] = 32) -> None:
         super().__init__()
         in_size = _as_size(image_size)
         padding = 2 if channels == 1 else 0
@@ -225,9 +222,7 @@ class LeNet(_Net):
 class AlexNet(_Net):
     """The DC paper's small AlexNet: five convs, three max pools, one linear layer."""
 
-    def __init__(
-        self, channels: int, num_classes: int, image_size: int | tuple[int, int] = 32
-    ) -> None:
+    def __init__(self, channels: int, num_classes: int, image_size: int | tuple[int, int] = 32) -> None:
         super().__init__()
         in_size = _as_size(image_size)
         padding = 4 if channels == 1 else 2

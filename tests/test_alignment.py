@@ -126,8 +126,9 @@ def test_feature_metrics_of_a_set(tmp_path):
 def test_alignment_point_is_stored_and_reused(tmp_path):
     from dcclib.lab.experiments import Lab
 
-    lab = Lab("09_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"),
-              output_dir=str(tmp_path / "o"))
+    lab = Lab(
+        "09_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"), output_dir=str(tmp_path / "o")
+    )
     feature = FeatureNetConfig(model="convnet_w32", epochs=0, train_per_class=3, augment="none")
     kw = dict(model="convnet_w32", inner_iterations=1, net_epochs=1)
     point = alignment_point(lab, "cifar10", "dcc", 2, 0, feature, tmp_path / "nets", **kw)

@@ -143,9 +143,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path):
     rows = io.read_jsonl(tmp_path / "part" / "metrics.jsonl")
     assert [r["outer"] for r in rows] == [0, 1, 2, 3]
     saved, labels, meta = io.load_synthetic(tmp_path / "part" / "synthetic.safetensors")
-    assert (
-        torch.equal(saved, full.images) and meta["method"] == "dsac" and meta["config"]["seed"] == 3
-    )
+    assert torch.equal(saved, full.images) and meta["method"] == "dsac" and meta["config"]["seed"] == 3
     assert "torch" in meta["versions"]
     assert io.read_json(tmp_path / "part" / "config.json")["config"]["ipc"] == 2
 
@@ -171,8 +169,12 @@ def test_noise_init_and_batchnorm_network_run():
 
 def test_observer_sees_every_image_update_with_its_gradient():
     seen = []
-    condense(small_config(), tiny_dataset(), progress=False,
-             observer=lambda s: seen.append((s.outer, s.inner, s.classwise, tuple(s.grad.shape))))
+    condense(
+        small_config(),
+        tiny_dataset(),
+        progress=False,
+        observer=lambda s: seen.append((s.outer, s.inner, s.classwise, tuple(s.grad.shape))),
+    )
     assert [(o, i) for o, i, _, _ in seen] == [(o, i) for o in range(4) for i in range(3)]
     assert [c for _, _, c, _ in seen] == [True, True, False] * 2 + [False] * 6
     assert all(shape == (6, 3, 16, 16) for *_, shape in seen)

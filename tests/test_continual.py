@@ -13,14 +13,11 @@ from dcclib.analyses.continual import (
     MultiHeadNet,
     RingBuffer,
     average_accuracy,
-    class_subset,
-    limit_per_class,
-    load_gtsrb,
-    load_sequence,
     mask_logits,
     run_continual,
     task_bounds,
 )
+from dcclib.analyses.task_sequences import class_subset, limit_per_class, load_gtsrb, load_sequence
 from dcclib.condense import CondenseConfig
 from dcclib.errors import UserError
 
@@ -77,10 +74,12 @@ def test_mask_logits_is_the_task_head():
     local = torch.tensor([2, 1, 0, 0])
     masked = mask_logits(logits, tasks, bounds)
     assert torch.isinf(masked).sum() == 4 * 7 - (3 + 2 + 2 + 3)
-    by_head = torch.stack([
-        F.cross_entropy(logits[i : i + 1, bounds[t] : bounds[t + 1]], local[i : i + 1])
-        for i, t in enumerate(tasks.tolist())
-    ])
+    by_head = torch.stack(
+        [
+            F.cross_entropy(logits[i : i + 1, bounds[t] : bounds[t + 1]], local[i : i + 1])
+            for i, t in enumerate(tasks.tolist())
+        ]
+    )
     glob = local + bounds[tasks]
     assert torch.allclose(F.cross_entropy(masked, glob, reduction="none"), by_head)
     assert (masked.argmax(1) >= bounds[tasks]).all() and (masked.argmax(1) < bounds[tasks + 1]).all()
@@ -156,15 +155,36 @@ def tiny_tasks():
 
 
 def small(method, **kw):
-    return ContinualConfig(**{**dict(method=method, model="convnet_w32", epochs=2, batch_size=4,
-                                     replay_batch=4, memory_per_class=2, seed=0), **kw})
+    return ContinualConfig(
+        **{
+            **dict(
+                method=method,
+                model="convnet_w32",
+                epochs=2,
+                batch_size=4,
+                replay_batch=4,
+                memory_per_class=2,
+                seed=0,
+            ),
+            **kw,
+        }
+    )
 
 
 @pytest.mark.parametrize("method", ["ring", "dsac", "none"])
 def test_tiny_end_to_end(method):
     tasks = tiny_tasks()
-    ccfg = CondenseConfig(dataset="tiny", method="dsac", ipc=2, outer_iterations=1, inner_iterations=2,
-                          net_epochs=1, batch_real=3, model="convnet_w32", checkpoint_every=0)
+    ccfg = CondenseConfig(
+        dataset="tiny",
+        method="dsac",
+        ipc=2,
+        outer_iterations=1,
+        inner_iterations=2,
+        net_epochs=1,
+        batch_real=3,
+        model="convnet_w32",
+        checkpoint_every=0,
+    )
     res = run_continual(tasks, small(method), ccfg)
     assert [len(r) for r in res.accuracy] == [1, 2, 3]
     assert all(0 <= a <= 1 for r in res.accuracy for a in r)
@@ -192,14 +212,15 @@ def test_precomputed_memories_and_missing_config():
 
 
 def test_continual_experiment_is_stored_and_reused(tmp_path):
-    from dcclib.analyses.continual import STAND_IN, sequence_in_use
+    from dcclib.analyses.task_sequences import STAND_IN, sequence_in_use
     from dcclib.lab.analysis_runs import continual_experiment
     from dcclib.lab.experiments import Lab
 
     assert sequence_in_use("lizard-truck-insect", "auto", "smoke") == STAND_IN
     assert sequence_in_use("lizard-truck-insect", "auto", "quick") == "lizard-truck-insect"
-    lab = Lab("10_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"),
-              output_dir=str(tmp_path / "o"))
+    lab = Lab(
+        "10_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"), output_dir=str(tmp_path / "o")
+    )
     tasks = tiny_tasks()
     kw = dict(model="convnet_w32", inner_iterations=1, net_epochs=1)
     res = continual_experiment(lab, tasks, "tiny-seq", small("dsac"), **kw)

@@ -77,8 +77,17 @@ def tiny_dataset(counts: list[int]) -> ImageDataset:
     labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
     n = len(labels)
     images = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 2, 2).clone()
-    return ImageDataset("tiny", images, labels, images[:2], labels[:2],
-                        [f"c{i}" for i in range(len(counts))], (0.0,), (1.0,), "test")
+    return ImageDataset(
+        "tiny",
+        images,
+        labels,
+        images[:2],
+        labels[:2],
+        [f"c{i}" for i in range(len(counts))],
+        (0.0,),
+        (1.0,),
+        "test",
+    )
 
 
 def test_sample_real_counts_blocks_no_duplicates() -> None:
@@ -143,8 +152,7 @@ def test_mnist_idx_layouts(tmp_path: Path, sub: str, gz: bool) -> None:
     ds = load_dataset("MNIST", data_root=tmp_path, download=False)
     assert ds.name == "mnist" and ds.train_images.shape == (20, 1, 28, 28)
     assert (ds.mean, ds.std) == STATS["mnist"]
-    np.testing.assert_array_equal(pixels(ds, ds.train_images)[:, 0],
-                                  arrays["train-images-idx3-ubyte"])
+    np.testing.assert_array_equal(pixels(ds, ds.train_images)[:, 0], arrays["train-images-idx3-ubyte"])
     np.testing.assert_array_equal(ds.test_labels.numpy(), arrays["t10k-labels-idx1-ubyte"])
     assert ds.source == str((tmp_path / sub).resolve())
 
@@ -163,8 +171,7 @@ def test_idx_errors(tmp_path: Path) -> None:
     arrays = write_idx_set(tmp_path / "mnist", gz=False)
     raw = idx_bytes(arrays["train-images-idx3-ubyte"])
     (tmp_path / "mnist" / "train-images-idx3-ubyte").write_bytes(raw[:-5])
-    assert "truncated" in one_line_error(load_dataset, "mnist", data_root=tmp_path,
-                                         download=False)
+    assert "truncated" in one_line_error(load_dataset, "mnist", data_root=tmp_path, download=False)
 
 
 def test_mnist_download_failure_is_user_error(tmp_path: Path, monkeypatch) -> None:
@@ -204,8 +211,9 @@ def test_image_folder_loads_and_caches(tmp_path: Path, monkeypatch) -> None:
     written = write_png_folder(tmp_path / "tiny")
     replaced: list[tuple[str, str]] = []
     real_replace = os.replace
-    monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append((str(a), str(b))),
-                                                     real_replace(a, b))[1])
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (replaced.append((str(a), str(b))), real_replace(a, b))[1]
+    )
     ds = load_dataset(str(tmp_path / "tiny"))
     assert ds.class_names == ["ant", "moth", "zebra"] and ds.channels == 3
     assert ds.image_size == (6, 8) and ds.train_images.shape[0] == 9
@@ -242,16 +250,18 @@ def test_image_folder_tarballs_match_dirs(tmp_path: Path) -> None:
             tf.add(tmp_path / "dirs" / split, arcname=split)
     a, b = load_dataset(str(tmp_path / "dirs")), load_dataset(str(tmp_path / "tars"))
     assert a.class_names == b.class_names and a.mean == b.mean
-    assert torch.equal(a.train_images, b.train_images) and torch.equal(a.test_labels,
-                                                                       b.test_labels)
+    assert torch.equal(a.train_images, b.train_images) and torch.equal(a.test_labels, b.test_labels)
     assert list((tmp_path / "tars" / ".dcc-cache").glob("*.npz"))
 
 
 def test_image_folder_grayscale_and_home_cache(tmp_path: Path, monkeypatch) -> None:
     write_png_folder(tmp_path / "g", gray_only=True)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(data_folder, "_writable_dir", lambda d: ".dcc-cache" not in str(d) and (
-        d.mkdir(parents=True, exist_ok=True) or True))
+    monkeypatch.setattr(
+        data_folder,
+        "_writable_dir",
+        lambda d: ".dcc-cache" not in str(d) and (d.mkdir(parents=True, exist_ok=True) or True),
+    )
     ds = load_dataset(str(tmp_path / "g"))
     assert ds.channels == 1 and len(ds.mean) == 1
     assert len(list((tmp_path / "home" / ".cache" / "dcc-companion").glob("images-*.npz"))) == 1
@@ -291,8 +301,11 @@ def write_cifar(root: Path, hundred: bool = False, str_keys: bool = False) -> di
         dump(folder / name, {b"data": x, label_key: y, b"filenames": [b"f"] * n, **extra})
         batches[name] = (x, y)
     names = [f"class{i}".encode() for i in range(n_cls)]
-    meta = {b"fine_label_names": names, b"coarse_label_names": [b"a"]} if hundred else {
-        b"label_names": names, b"num_cases_per_batch": 4}
+    meta = (
+        {b"fine_label_names": names, b"coarse_label_names": [b"a"]}
+        if hundred
+        else {b"label_names": names, b"num_cases_per_batch": 4}
+    )
     dump(folder / ("meta" if hundred else "batches.meta"), meta)
     return batches
 
@@ -334,8 +347,7 @@ def test_cifar_errors(tmp_path: Path, monkeypatch) -> None:
 
     write_cifar(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({b"data": Evil()}))
-    assert "refusing" in one_line_error(load_dataset, "cifar10", data_root=tmp_path,
-                                        download=False)
+    assert "refusing" in one_line_error(load_dataset, "cifar10", data_root=tmp_path, download=False)
 
 
 # ---------------------------------------------------------------- SVHN
@@ -371,8 +383,10 @@ def imagenet_arrays(c: int = 3, h: int = 4) -> dict:
         "test_labels": np.arange(3, dtype=np.int64) % c,
         "wnids": np.array([f"n0{i}" for i in range(c)]),
         "class_names": np.array([f"name {i}" for i in range(c)]),
-        "mean": np.array([0.4, 0.5, 0.6]), "std": np.array([0.2, 0.25, 0.3]),
-        "group": np.array("automobile"), "format_version": np.array(1),
+        "mean": np.array([0.4, 0.5, 0.6]),
+        "std": np.array([0.2, 0.25, 0.3]),
+        "group": np.array("automobile"),
+        "format_version": np.array(1),
     }
 
 
@@ -383,8 +397,7 @@ def test_imagenet_group(tmp_path: Path) -> None:
     assert ds.name == "imagenet32-automobile" and ds.class_names == ["name 0", "name 1", "name 2"]
     assert ds.mean == (0.4, 0.5, 0.6) and ds.std == (0.2, 0.25, 0.3)
     assert ds.train_images.shape == (6, 3, 4, 4) and ds.train_images.is_contiguous()
-    np.testing.assert_array_equal(pixels(ds, ds.test_images),
-                                  arrays["test_images"].transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(pixels(ds, ds.test_images), arrays["test_images"].transpose(0, 3, 1, 2))
     np.savez(tmp_path / "imagenet64-fish.npz", **imagenet_arrays(h=8))
     assert load_dataset("imagenet64-fish", data_root=tmp_path).image_size == (8, 8)
 
@@ -423,10 +436,8 @@ def test_real_mnist_integration() -> None:
         pytest.skip(f"real MNIST not present at {SHARED_DATA / 'mnist'} (optional dev data)")
     ds = load_dataset("mnist", data_root=SHARED_DATA, download=False)
     assert ds.train_images.shape == (60000, 1, 28, 28) and len(ds.test_labels) == 10000
-    assert ds.class_counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851,
-                                        5949]
-    assert torch.bincount(ds.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958,
-                                                       1028, 974, 1009]
+    assert ds.class_counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert torch.bincount(ds.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     x, y = ds.sample_real(10, torch.Generator().manual_seed(0))
     assert x.shape == (100, 1, 28, 28) and torch.bincount(y).tolist() == [10] * 10
 

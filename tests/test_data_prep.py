@@ -29,8 +29,18 @@ from data_prep.groups import GROUPS, get_group, parse_groups
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = (Path(data_prep.__file__).parent / "imagenet32_label_order_wnids.txt").read_text().split()
-KEYS = {"train_images", "train_labels", "test_images", "test_labels", "wnids", "class_names",
-        "mean", "std", "group", "format_version"}
+KEYS = {
+    "train_images",
+    "train_labels",
+    "test_images",
+    "test_labels",
+    "wnids",
+    "class_names",
+    "mean",
+    "std",
+    "group",
+    "format_version",
+}
 
 
 def label_of(wnid: str) -> int:
@@ -43,8 +53,9 @@ ALL_GROUP_LABELS = sorted({lab for labs in GROUP_LABELS.values() for lab in labs
 OTHER_LABELS = [lab for lab in (1, 2, 3, 100, 500, 777, 999, 1000) if lab not in ALL_GROUP_LABELS]
 
 
-def make_batches(size: int = 32, rows: int = 30, groups: tuple[str, ...] | None = None,
-                 seed: int = 0) -> list[tuple[np.ndarray, list[int]]]:
+def make_batches(
+    size: int = 32, rows: int = 30, groups: tuple[str, ...] | None = None, seed: int = 0
+) -> list[tuple[np.ndarray, list[int]]]:
     """Ten training batches and a validation batch: (data N x 3*S*S uint8, labels 1..1000)."""
     rng = np.random.default_rng(seed)
     groups = groups or tuple(g.name for g in GROUPS)
@@ -80,8 +91,7 @@ def write_batches(root: Path, batches: list, form: str) -> Path:
 def expected(batches: list, group: str, size: int) -> dict[str, np.ndarray]:
     """The output arrays computed directly, row by row, from the fake batches."""
     labels = GROUP_LABELS[group]
-    out: dict[str, list] = {"train_images": [], "train_labels": [], "test_images": [],
-                            "test_labels": []}
+    out: dict[str, list] = {"train_images": [], "train_labels": [], "test_images": [], "test_labels": []}
     for k, (data, labs) in enumerate(batches):
         split = "test" if k == 10 else "train"
         for row, lab in zip(data, labs, strict=True):
@@ -128,10 +138,10 @@ def npz_src(tmp_path_factory: pytest.TempPathFactory, batches: list) -> Path:
 
 # ----------------------------------------------------------------------------- groups as data
 
+
 def test_groups_are_the_papers_lists() -> None:
     sizes = {g.name: len(g.wnids) for g in GROUPS}
-    assert sizes == {"automobile": 9, "truck": 9, "lizard": 11, "fish": 16, "terrier": 26,
-                     "insect": 27}
+    assert sizes == {"automobile": 9, "truck": 9, "lizard": 11, "fish": 16, "terrier": 26, "insect": 27}
     every = [w for g in GROUPS for w in g.wnids]
     assert len(every) == len(set(every)) == 98  # disjoint, no repeats
     assert all(w in ORDER for w in every)
@@ -155,14 +165,17 @@ def test_project_carries_the_label_files() -> None:
 
 # ----------------------------------------------------------------------------- building
 
+
 def test_build_matches_direct_computation(capsys, tmp_path, batches, pickle_src) -> None:
     out = tmp_path / "out"
-    rc, stdout, err = run_cli(capsys, "--src", pickle_src, "--out", out,
-                              "--groups", "automobile,truck")
+    rc, stdout, err = run_cli(capsys, "--src", pickle_src, "--out", out, "--groups", "automobile,truck")
     assert rc == 0, err
     assert "imagenet32-automobile.npz: 9 classes" in stdout
     assert sorted(p.name for p in out.iterdir()) == [
-        "imagenet32-automobile.npz", "imagenet32-truck.npz", "manifest.json"]
+        "imagenet32-automobile.npz",
+        "imagenet32-truck.npz",
+        "manifest.json",
+    ]
     for group in ("automobile", "truck"):
         got, want = load(out / f"imagenet32-{group}.npz"), expected(batches, group, 32)
         assert set(got) == KEYS
@@ -258,8 +271,9 @@ def test_imagenet64_files(capsys, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("form", ["pickle", "npz"])
-def test_each_input_file_is_opened_once_and_released(form, monkeypatch, tmp_path, batches,
-                                                     pickle_src, npz_src) -> None:
+def test_each_input_file_is_opened_once_and_released(
+    form, monkeypatch, tmp_path, batches, pickle_src, npz_src
+) -> None:
     src = pickle_src if form == "pickle" else npz_src
     inputs = {p.resolve() for p in sources.find_sources(src).all}
     opened: list[Path] = []
@@ -285,17 +299,23 @@ def test_each_input_file_is_opened_once_and_released(form, monkeypatch, tmp_path
     monkeypatch.setattr(builtins, "open", counting_open)
     monkeypatch.setattr(io, "open", counting_open)
     monkeypatch.setattr(sources, "read_batch", tracking_read)
-    build_mod.build(src, tmp_path / "out", [build_mod.Subset("automobile", get_group(
-        "automobile").wnids, "paper group")], progress=True)
+    build_mod.build(
+        src,
+        tmp_path / "out",
+        [build_mod.Subset("automobile", get_group("automobile").wnids, "paper group")],
+        progress=True,
+    )
     order = [p.resolve() for p in sources.find_sources(src).all]
     assert read == order  # train 1..10, then val, each once
     assert sorted(opened) == sorted(order) and len(opened) == 11
 
 
 def test_core_build_needs_no_nltk(tmp_path, pickle_src) -> None:
-    code = ("import sys; sys.modules['nltk'] = None; from data_prep.cli import main; "
-            f"sys.exit(main(['--src', {str(pickle_src)!r}, '--out', {str(tmp_path)!r}, "
-            "'--groups', 'all']))")
+    code = (
+        "import sys; sys.modules['nltk'] = None; from data_prep.cli import main; "
+        f"sys.exit(main(['--src', {str(pickle_src)!r}, '--out', {str(tmp_path)!r}, "
+        "'--groups', 'all']))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert len(list(tmp_path.glob("imagenet32-*.npz"))) == 6

@@ -40,8 +40,7 @@ def built(tmp_path: Path, batches: list) -> Path:
     """An output folder that already holds a good build (which a failure must not touch)."""
     good = write_batches(tmp_path / "good", batches, "pickle")
     out = tmp_path / "out"
-    assert main(["--src", str(good), "--out", str(out), "--groups", "automobile",
-                 "--no-progress"]) == 0
+    assert main(["--src", str(good), "--out", str(out), "--groups", "automobile", "--no-progress"]) == 0
     return out
 
 
@@ -92,15 +91,18 @@ def test_truncated_npz(capsys, npz_src, built) -> None:
     fails(capsys, built, "--src", npz_src, match="train_data_batch_9.npz")
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"data": np.zeros((4, 3000), np.uint8)}, "3*S*S"),
-    ({"data": np.zeros((4, 3072), np.float32)}, "uint8"),
-    ({"data": np.zeros(3072, np.uint8)}, "N x 3*S*S"),
-    ({"labels": [1, 2, 3]}, "labels"),
-    ({"labels": [0, 1, 2, 3]}, "1..1000"),
-    ({"labels": [1, 2, 3, 1001]}, "1..1000"),
-    ({"data": None}, "'data'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"data": np.zeros((4, 3000), np.uint8)}, "3*S*S"),
+        ({"data": np.zeros((4, 3072), np.float32)}, "uint8"),
+        ({"data": np.zeros(3072, np.uint8)}, "N x 3*S*S"),
+        ({"labels": [1, 2, 3]}, "labels"),
+        ({"labels": [0, 1, 2, 3]}, "1..1000"),
+        ({"labels": [1, 2, 3, 1001]}, "1..1000"),
+        ({"data": None}, "'data'"),
+    ],
+)
 def test_wrong_content(capsys, src, built, bad, match) -> None:
     batch = {"data": np.zeros((4, 3072), np.uint8), "labels": [1, 2, 3, 4], **bad}
     with open(src / "train_data_batch_3", "wb") as fh:
@@ -115,8 +117,11 @@ def test_wrong_keys_in_npz(capsys, npz_src, built) -> None:
 
 
 def test_object_array_in_npz_is_refused(capsys, npz_src, built) -> None:
-    np.savez(npz_src / "Imagenet32_train_npz" / "train_data_batch_2.npz",
-             data=np.array([{"a": 1}], dtype=object), labels=np.array([1]))
+    np.savez(
+        npz_src / "Imagenet32_train_npz" / "train_data_batch_2.npz",
+        data=np.array([{"a": 1}], dtype=object),
+        labels=np.array([1]),
+    )
     fails(capsys, built, "--src", npz_src, match="train_data_batch_2.npz")
 
 
@@ -147,16 +152,23 @@ def test_two_downloads_side_by_side(capsys, tmp_path, src, built) -> None:
 def test_both_forms_side_by_side_use_npz(capsys, tmp_path, src, npz_src) -> None:
     shutil.copytree(npz_src, src / "npz")
     (src / "train_data_batch_2").write_bytes(b"not read: the .npz twin is used")
-    assert main(["--src", str(src), "--out", str(tmp_path / "o"), "--groups", "automobile,truck",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["--src", str(src), "--out", str(tmp_path / "o"), "--groups", "automobile,truck", "--no-progress"]
+        )
+        == 0
+    )
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--groups", "dinosaur"], "unknown group 'dinosaur'"),
-    (["--groups", ","], "--groups is empty"),
-    (["--groups", "none"], "nothing to build"),
-    (["--frobnicate"], "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--groups", "dinosaur"], "unknown group 'dinosaur'"),
+        (["--groups", ","], "--groups is empty"),
+        (["--groups", "none"], "nothing to build"),
+        (["--frobnicate"], "unrecognized arguments"),
+    ],
+)
 def test_bad_arguments(capsys, src, built, args, match) -> None:
     fails(capsys, built, "--src", src, *args, match=match)
 
@@ -171,8 +183,15 @@ def test_unknown_synset(capsys, src, built) -> None:
 
 
 def test_group_without_images(capsys, src, built) -> None:
-    fails(capsys, built, "--src", src, "--groups", "automobile,lizard",
-          match="no training images of imagenet32-lizard")
+    fails(
+        capsys,
+        built,
+        "--src",
+        src,
+        "--groups",
+        "automobile,lizard",
+        match="no training images of imagenet32-lizard",
+    )
 
 
 def test_unreadable_manifest(capsys, src, built) -> None:

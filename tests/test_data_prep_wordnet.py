@@ -56,8 +56,12 @@ def test_every_wnid_is_a_wordnet_30_imagenet_class(wn) -> None:
 def test_exact_groups_are_plain_hyponym_closures(wn) -> None:
     from data_prep.wordnet import explain_group
 
-    for name, root in [("lizard", "lizard.n.01"), ("fish", "fish.n.01"),
-                       ("terrier", "terrier.n.01"), ("insect", "insect.n.01")]:
+    for name, root in [
+        ("lizard", "lizard.n.01"),
+        ("fish", "fish.n.01"),
+        ("terrier", "terrier.n.01"),
+        ("insect", "insect.n.01"),
+    ]:
         report = explain_group(name)
         assert report.hypernyms == (root,)
         assert report.added == () and report.left_out == (), report.render()
@@ -106,10 +110,12 @@ def test_truck_is_truck_plus_tractor(wn) -> None:
 def test_explain_cli(capsys, wn) -> None:
     assert main(["--explain"]) == 0
     text = capsys.readouterr().out
-    for line in ["Automobile (9 classes): ImageNet-1k classes below car.n.01, minus minivan",
-                 "Truck (9 classes): ImageNet-1k classes below truck.n.01, plus tractor",
-                 "Terrier (26 classes): exactly the ImageNet-1k classes below terrier.n.01",
-                 "Insect (27 classes): exactly the ImageNet-1k classes below insect.n.01"]:
+    for line in [
+        "Automobile (9 classes): ImageNet-1k classes below car.n.01, minus minivan",
+        "Truck (9 classes): ImageNet-1k classes below truck.n.01, plus tractor",
+        "Terrier (26 classes): exactly the ImageNet-1k classes below terrier.n.01",
+        "Insect (27 classes): exactly the ImageNet-1k classes below insect.n.01",
+    ]:
         assert line in text
     assert text.count("every wnid is an ImageNet-1k class: yes") == 6
     assert main(["--explain", "--groups", "none", "--hypernym", "bird.n.01"]) == 0
@@ -141,8 +147,19 @@ def test_build_hypernym_set(capsys, tmp_path, wn) -> None:
     batches = make_batches(rows=10, groups=("lizard", "automobile"), seed=5)
     src = write_batches(tmp_path / "src", batches, "npz")
     out = tmp_path / "out"
-    rc = main(["--src", str(src), "--out", str(out), "--groups", "automobile",
-               "--hypernym", "saurian.n.01", "--no-progress"])
+    rc = main(
+        [
+            "--src",
+            str(src),
+            "--out",
+            str(out),
+            "--groups",
+            "automobile",
+            "--hypernym",
+            "saurian.n.01",
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     got = load(out / "imagenet32-saurian.npz")
     assert got["wnids"].tolist() == list(hypernym_subset("saurian.n.01").wnids)

@@ -61,8 +61,10 @@ def test_evaluate_set_trains_fresh_networks_that_learn():
         assert r.epochs == 20 and r.augment == "none"
         assert r.mean > 0.6  # 3 separable classes: chance is 1/3
     # a different evaluation seed gives different networks (one pass only, before they all reach 100%)
-    short = [evaluate_set(x, y, data, "dc", EvalConfig(models=("mlp",), num_nets=3, epochs=0, seed=s))
-             for s in (0, 1)]
+    short = [
+        evaluate_set(x, y, data, "dc", EvalConfig(models=("mlp",), num_nets=3, epochs=0, seed=s))
+        for s in (0, 1)
+    ]
     assert short[0][0].accuracies != short[1][0].accuracies
 
 

@@ -169,14 +169,17 @@ def test_trace_round_trips_through_json():
 def test_velocity_experiment_is_stored_and_reused(tmp_path):
     from dcclib.lab.experiments import Lab
 
-    lab = Lab("08_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"),
-              output_dir=str(tmp_path / "o"))
+    lab = Lab(
+        "08_test", "smoke", device="cpu", results_dir=str(tmp_path / "r"), output_dir=str(tmp_path / "o")
+    )
     schedule = {"outer_iterations": 2, "inner_iterations": 2, "net_epochs": 1, "batch_real": 4}
-    trace, cfg = velocity_experiment(lab, "cifar10", "dcc", 1, schedule=schedule, model="convnet_w32",
-                                     warmup="none")
+    trace, cfg = velocity_experiment(
+        lab, "cifar10", "dcc", 1, schedule=schedule, model="convnet_w32", warmup="none"
+    )
     assert cfg.dataset == "embedded-mnist" and cfg.outer_iterations == 2 and cfg.batch_real == 4
     assert len(trace.velocity) == 4 and lab.log[-1].startswith("computed")
-    again, _ = velocity_experiment(lab, "cifar10", "dcc", 1, schedule=schedule, model="convnet_w32",
-                                   warmup="none")
+    again, _ = velocity_experiment(
+        lab, "cifar10", "dcc", 1, schedule=schedule, model="convnet_w32", warmup="none"
+    )
     assert lab.log[-1].startswith("reused")
     assert np.allclose(again.velocity, trace.velocity, equal_nan=True)

@@ -171,7 +171,14 @@ def test_kip_can_learn_labels_and_its_support_classifies_by_krr():
 
 def test_kip_config_errors_are_user_errors():
     data = tiny_dataset(per_class=4, size=6, channels=1)
-    for bad in (dict(ipc=0), dict(ipc=5), dict(lr=0.0), dict(target_batch=2), dict(steps=-1),
-                dict(kernel=KernelConfig(kind="rbf")), dict(kernel=KernelConfig(depth=-1))):
+    for bad in (
+        dict(ipc=0),
+        dict(ipc=5),
+        dict(lr=0.0),
+        dict(target_batch=2),
+        dict(steps=-1),
+        dict(kernel=KernelConfig(kind="rbf")),
+        dict(kernel=KernelConfig(depth=-1)),
+    ):
         with pytest.raises(UserError):
             kip(data, dataclasses.replace(KIPConfig(steps=1), **bad))

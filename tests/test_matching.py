@@ -33,9 +33,7 @@ def literal_distance_wb(gwr: torch.Tensor, gws: torch.Tensor) -> torch.Tensor:
     elif len(shape) == 1:  # batchnorm/instancenorm/bias
         return torch.tensor(0, dtype=gwr.dtype)
     return torch.sum(
-        1
-        - torch.sum(gwr * gws, dim=-1)
-        / (torch.norm(gwr, dim=-1) * torch.norm(gws, dim=-1) + 0.000001)
+        1 - torch.sum(gwr * gws, dim=-1) / (torch.norm(gwr, dim=-1) * torch.norm(gws, dim=-1) + 0.000001)
     )
 
 
@@ -57,9 +55,7 @@ def per_class_grads(net, real_x, real_y, syn_x, syn_y, c, draws=None):
         xr = apply_dsa(xr, draws.index(torch.full((len(xr),), c)), STRATEGY)
         xs = apply_dsa(xs, draws.index(torch.full((len(xs),), c)), STRATEGY)
     g_real = torch.autograd.grad(F.cross_entropy(net(xr), real_y[real_y == c]), params)
-    g_syn = torch.autograd.grad(
-        F.cross_entropy(net(xs), syn_y[syn_y == c]), params, create_graph=True
-    )
+    g_syn = torch.autograd.grad(F.cross_entropy(net(xs), syn_y[syn_y == c]), params, create_graph=True)
     return [g.detach() for g in g_real], list(g_syn)
 
 
@@ -190,9 +186,7 @@ def test_layerwise_distance_ignores_one_dimensional_parameters():
     syn_changed = [syn[0], torch.randn(1, 4) * 100, syn[2]]
     assert gradient_distance(real, syn_changed, "layerwise") == base
     # and the value is the literal per-row sum over the 2-D and 4-D tensors
-    expected = literal_distance_wb(real[0][0], syn[0][0]) + literal_distance_wb(
-        real[2][0], syn[2][0]
-    )
+    expected = literal_distance_wb(real[0][0], syn[0][0]) + literal_distance_wb(real[2][0], syn[2][0])
     torch.testing.assert_close(base, expected)
     # identical gradients are at distance ~0; opposite ones at 2 per row (4 + 5 rows)
     assert float(gradient_distance(real, real, "layerwise")) == pytest.approx(0.0, abs=1e-5)

@@ -51,11 +51,32 @@ def test_vgg_rejects_too_small_input(name: str):
 def test_registry_names():
     names = list_models()
     expected = {
-        "convnet", "convnet_w32", "convnet_w64", "convnet_w128", "convnet_w256",
-        "convnet_d1", "convnet_d2", "convnet_d3", "convnet_d4", "convnet_sigmoid",
-        "convnet_leakyrelu", "convnet_nopool", "convnet_maxpool", "convnet_avgpool",
-        "convnet_nonorm", "convnet_bn", "convnet_ln", "convnet_in", "convnet_gn",
-        "mlp", "lenet", "alexnet", "vgg11", "vgg11_bn", "resnet18", "resnet18_bn",
+        "convnet",
+        "convnet_w32",
+        "convnet_w64",
+        "convnet_w128",
+        "convnet_w256",
+        "convnet_d1",
+        "convnet_d2",
+        "convnet_d3",
+        "convnet_d4",
+        "convnet_sigmoid",
+        "convnet_leakyrelu",
+        "convnet_nopool",
+        "convnet_maxpool",
+        "convnet_avgpool",
+        "convnet_nonorm",
+        "convnet_bn",
+        "convnet_ln",
+        "convnet_in",
+        "convnet_gn",
+        "mlp",
+        "lenet",
+        "alexnet",
+        "vgg11",
+        "vgg11_bn",
+        "resnet18",
+        "resnet18_bn",
     }
     assert expected <= set(names)
     assert names == sorted(names)
@@ -108,15 +129,20 @@ def test_convnet_variants_track_feature_size():
     assert [tuple(m.normalized_shape) for m in ln] == [(128, 32, 32), (128, 16, 16), (128, 8, 8)]
     gn = [m for m in create_model("convnet_gn", 3, 10).modules() if isinstance(m, nn.GroupNorm)]
     assert all(m.num_groups == 4 for m in gn)
-    act = [m for m in create_model("convnet_leakyrelu", 3, 10).modules()
-           if isinstance(m, nn.LeakyReLU)]
+    act = [m for m in create_model("convnet_leakyrelu", 3, 10).modules() if isinstance(m, nn.LeakyReLU)]
     assert len(act) == 3 and act[0].negative_slope == 0.01
 
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("convnet", False), ("convnet_bn", True), ("vgg11_bn", True), ("resnet18_bn", True),
-     ("resnet18", False), ("lenet", False)],
+    [
+        ("convnet", False),
+        ("convnet_bn", True),
+        ("vgg11_bn", True),
+        ("resnet18_bn", True),
+        ("resnet18", False),
+        ("lenet", False),
+    ],
 )
 def test_has_batchnorm(name: str, expected: bool):
     assert has_batchnorm(create_model(name, 3, 10)) is expected

@@ -59,9 +59,27 @@ def _run_nbval(paths: list[Path], tmp: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "DCC_RESULTS_DIR": str(tmp / "results"), "DCC_REPORTS_DIR": str(tmp / "out")}
     (tmp / "pytest.ini").write_text("[pytest]\n")  # not the project's settings, nor any found above tmp
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
-         "-c", str(tmp / "pytest.ini"), "--rootdir", str(tmp), *map(str, paths)],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--nbval",
+            "--nbval-current-env",
+            "-c",
+            str(tmp / "pytest.ini"),
+            "--rootdir",
+            str(tmp),
+            *map(str, paths),
+        ],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_nbval_fails_when_a_checked_number_changes(tmp_path):
@@ -73,8 +91,11 @@ def test_nbval_fails_when_a_checked_number_changes(tmp_path):
         for out in cell.get("outputs", []):
             text = "".join(out.get("text", []))
             if "R bound alpha/(alpha+beta) = " in text and IGNORE not in _tags(cell):
-                new = re.sub(r"(R bound alpha/\(alpha\+beta\) = )(\d\.\d{4})",
-                             lambda m: m[1] + f"{float(m[2]) + 0.0001:.4f}", text)
+                new = re.sub(
+                    r"(R bound alpha/\(alpha\+beta\) = )(\d\.\d{4})",
+                    lambda m: m[1] + f"{float(m[2]) + 0.0001:.4f}",
+                    text,
+                )
                 assert new != text
                 out["text"] = new.splitlines(keepends=True)
                 edited = True
@@ -115,8 +136,15 @@ def test_reports_runs_a_notebook_and_indexes_its_outputs(tmp_path, monkeypatch):
     assert "profile smoke · device cpu · data: Eq. 3 Gaussian task" in index
     # a rerun replaces the notebook's outputs instead of piling them up
     (out / "figures" / "01_stale.png").write_text("x")
-    stale = {"kind": "figure", "notebook": "01_motivating_example", "title": "stale",
-             "files": ["figures/01_stale.png"], "profile": "smoke", "device": "cpu", "data": []}
+    stale = {
+        "kind": "figure",
+        "notebook": "01_motivating_example",
+        "title": "stale",
+        "files": ["figures/01_stale.png"],
+        "profile": "smoke",
+        "device": "cpu",
+        "data": [],
+    }
     (out / "meta" / "01_stale.figure.json").write_text(json.dumps(stale))
     reports.run(only="01", output=out, results=tmp_path / "results")
     assert not (out / "figures" / "01_stale.png").exists() and "stale" not in (out / "index.md").read_text()

@@ -34,8 +34,14 @@ def test_spot_checks():
 
 
 def test_shapes_and_schema():
-    sizes = {"table1": 60, "table2": 9 * 9 - 3 - 1 + 3, "table3": 25, "table4": 24, "table5": 12,
-             "dc_dsa_reference": 18}
+    sizes = {
+        "table1": 60,
+        "table2": 9 * 9 - 3 - 1 + 3,
+        "table3": 25,
+        "table4": 24,
+        "table5": 12,
+        "dc_dsa_reference": 18,
+    }
     for name, n in sizes.items():
         df = paper_table(name)
         assert list(df.columns) == COLUMNS and len(df) == n, name
@@ -50,7 +56,7 @@ def _numbers(text: str) -> list[float]:
 
 def _section(text: str, start: str, stop: str) -> str:
     i = text.index(start)
-    return text[i:text.index(stop, i)]
+    return text[i : text.index(stop, i)]
 
 
 @pytest.mark.skipif(not PAPER.is_file(), reason=f"the paper's text is not at {PAPER}")
@@ -59,9 +65,12 @@ def test_every_number_matches_the_paper_text():
     t1 = _section(text, "Dataset\tImg/cls\tRandom", "(a) DC")
     df = paper_table("table1")
     expected = [v for v in _numbers(t1)]
-    ours = [df[(df.dataset == d) & (df.ipc == i) & (df.method == m)]["mean"].item()
-            for d in dict.fromkeys(df.dataset) for i in (10, 50)
-            for m in ("random", "dc", "dsa", "dcc", "dsac")]
+    ours = [
+        df[(df.dataset == d) & (df.ipc == i) & (df.method == m)]["mean"].item()
+        for d in dict.fromkeys(df.dataset)
+        for i in (10, 50)
+        for m in ("random", "dc", "dsa", "dcc", "dsac")
+    ]
     assert ours == expected
 
     t2 = _section(text, "SVHN\t1\t", "For example, the long body")
@@ -80,20 +89,30 @@ def test_every_number_matches_the_paper_text():
 
     t3 = _section(text, "Random\t43.2", "Table 4:")
     df = paper_table("table3")
-    ours = [df[(df.method == m) & (df.model == n)]["mean"].item()
-            for m in ("random", "dc", "dsa", "dcc", "dsac")
-            for n in ("convnet", "lenet", "alexnet", "vgg11", "resnet18")]
+    ours = [
+        df[(df.method == m) & (df.model == n)]["mean"].item()
+        for m in ("random", "dc", "dsa", "dcc", "dsac")
+        for n in ("convnet", "lenet", "alexnet", "vgg11", "resnet18")
+    ]
     assert ours == _numbers(t3)
 
     t4 = _section(text, "CIFAR-10\tDCC\t✗", "**Ablation Study.**")
     df = paper_table("table4")
-    ours = [df[(df.dataset == d) & (df.method == m) & (df.warmup == w) & (df.ipc == i)]["mean"].item()
-            for d in ("cifar10", "cifar100") for m in ("dcc", "dsac") for w in ("none", "bilevel")
-            for i in (1, 10, 50)]
+    ours = [
+        df[(df.dataset == d) & (df.method == m) & (df.warmup == w) & (df.ipc == i)]["mean"].item()
+        for d in ("cifar10", "cifar100")
+        for m in ("dcc", "dsac")
+        for w in ("none", "bilevel")
+        for i in (1, 10, 50)
+    ]
     assert ours == _numbers(t4)
 
     t5 = _section(text, "CIFAR-100\tDCC\t1\t", "Figure 7:")
     df = paper_table("table5")
-    ours = [df[(df.method == m) & (df.ipc == i) & (df.warmup == w)]["mean"].item()
-            for m in ("dcc", "dsac") for i in (1, 10) for w in ("none", "inner", "bilevel")]
+    ours = [
+        df[(df.method == m) & (df.ipc == i) & (df.warmup == w)]["mean"].item()
+        for m in ("dcc", "dsac")
+        for i in (1, 10)
+        for w in ("none", "inner", "bilevel")
+    ]
     assert ours == _numbers(t5)

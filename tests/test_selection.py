@@ -179,8 +179,9 @@ def test_cscore_loader_aligns_a_copy_that_keeps_the_order_only_within_each_class
 def test_cscore_auto_alignment_stays_exact_for_data_in_the_original_order(tmp_path):
     data = tiny_dataset(per_class=3, size=8)
     order = torch.tensor([3, 0, 6, 1, 4, 7, 8, 2, 5])  # an interleaved 'original' order
-    data = dataclasses.replace(data, train_images=data.train_images[order],
-                               train_labels=data.train_labels[order])
+    data = dataclasses.replace(
+        data, train_images=data.train_images[order], train_labels=data.train_labels[order]
+    )
     path = _write_cscores(tmp_path / "c.npz", data.train_labels.numpy(), np.arange(9.0))
     assert load_cscores(path, data, align="auto").tolist() == list(range(9))
     shuffled = _write_cscores(tmp_path / "s.npz", data.train_labels.flip(0).numpy(), np.arange(9.0))

@@ -17,9 +17,15 @@ from dcclib.lab.store import ResultStore, config_key
 
 
 def _config(**changes):
-    cfg = {"kind": "condense", "profile": "smoke", "run": 0, "dcclib": "0.1.0",
-           "dataset": {"name": "tiny", "source": "mem", "train": [36, 3, 16, 16], "fingerprint": "ab"},
-           "config": asdict(CondenseConfig(dataset="tiny", ipc=1)), "eval": asdict(EvalConfig())}
+    cfg = {
+        "kind": "condense",
+        "profile": "smoke",
+        "run": 0,
+        "dcclib": "0.1.0",
+        "dataset": {"name": "tiny", "source": "mem", "train": [36, 3, 16, 16], "fingerprint": "ab"},
+        "config": asdict(CondenseConfig(dataset="tiny", ipc=1)),
+        "eval": asdict(EvalConfig()),
+    }
     for k, v in changes.items():
         section, _, field = k.partition("__")
         if field:
@@ -33,8 +39,13 @@ def test_roundtrip_and_key_is_order_independent(tmp_path):
     s = ResultStore(tmp_path)
     cfg = _config()
     images, labels = torch.randn(3, 3, 16, 16), torch.arange(3)
-    rec = s.put(cfg, {"accuracies": [0.5]}, images, labels,
-                {"dataset": "tiny", "class_names": ["a", "b", "c"], "mean": [0.0] * 3, "std": [1.0] * 3})
+    rec = s.put(
+        cfg,
+        {"accuracies": [0.5]},
+        images,
+        labels,
+        {"dataset": "tiny", "class_names": ["a", "b", "c"], "mean": [0.0] * 3, "std": [1.0] * 3},
+    )
     got = s.get(dict(reversed(list(cfg.items()))))
     assert got == rec and got["result"] == {"accuracies": [0.5]}
     x, y, _ = s.load_set(cfg, got)
@@ -42,11 +53,21 @@ def test_roundtrip_and_key_is_order_independent(tmp_path):
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # no leftovers
 
 
-@pytest.mark.parametrize("change", [
-    {"config__lr_images": 0.2}, {"config__outer_iterations": 5}, {"config__warmup": "none"},
-    {"eval__epochs": 7}, {"eval__num_nets": 3}, {"run": 1}, {"dcclib": "0.2.0"},
-    {"dataset__source": "other"}, {"dataset__fingerprint": "cd"}, {"profile": "quick"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"config__lr_images": 0.2},
+        {"config__outer_iterations": 5},
+        {"config__warmup": "none"},
+        {"eval__epochs": 7},
+        {"eval__num_nets": 3},
+        {"run": 1},
+        {"dcclib": "0.2.0"},
+        {"dataset__source": "other"},
+        {"dataset__fingerprint": "cd"},
+        {"profile": "quick"},
+    ],
+)
 def test_a_changed_config_never_reuses_a_stored_result(tmp_path, change):
     s = ResultStore(tmp_path)
     s.put(_config(), {"accuracies": [0.5]})
@@ -82,14 +103,29 @@ def test_large_sets_are_not_stored_and_requests_find_other_sources(tmp_path, mon
 
 
 def _tiny_profile(**changes) -> Profile:
-    base = Profile("smoke", outer_iterations=2, max_inner_iterations=2, max_net_epochs=1, batch_real=4,
-                   num_runs=1, num_nets=1, eval_epochs=2, default_dataset="tiny", device="cpu")
+    base = Profile(
+        "smoke",
+        outer_iterations=2,
+        max_inner_iterations=2,
+        max_net_epochs=1,
+        batch_real=4,
+        num_runs=1,
+        num_nets=1,
+        eval_epochs=2,
+        default_dataset="tiny",
+        device="cpu",
+    )
     return replace(base, **changes)
 
 
 def _lab(tmp_path, data, **profile_changes) -> Lab:
-    lab = Lab("99_test", profile=_tiny_profile(**profile_changes), results_dir=tmp_path / "results",
-              output_dir=tmp_path / "out", threads=1)
+    lab = Lab(
+        "99_test",
+        profile=_tiny_profile(**profile_changes),
+        results_dir=tmp_path / "results",
+        output_dir=tmp_path / "out",
+        threads=1,
+    )
     lab.add_dataset(data)
     return lab
 
@@ -109,10 +145,12 @@ def test_lab_reuses_results_and_recomputes_after_any_change(tmp_path, monkeypatc
     again = lab.cell("table2", "tiny", "dcc", 1)
     assert again.accuracies == first.accuracies and all(line.startswith("reused") for line in lab.log)
 
-    for changed in (lambda: _lab(tmp_path, data).cell("table2", "tiny", "dcc", 1, lr_images=0.2),
-                    lambda: _lab(tmp_path, data, eval_epochs=3).cell("table2", "tiny", "dcc", 1),
-                    lambda: _lab(tmp_path, data, outer_iterations=3).cell("table2", "tiny", "dcc", 1),
-                    lambda: _lab(tmp_path, tiny_dataset(seed=1)).cell("table2", "tiny", "dcc", 1)):
+    for changed in (
+        lambda: _lab(tmp_path, data).cell("table2", "tiny", "dcc", 1, lr_images=0.2),
+        lambda: _lab(tmp_path, data, eval_epochs=3).cell("table2", "tiny", "dcc", 1),
+        lambda: _lab(tmp_path, data, outer_iterations=3).cell("table2", "tiny", "dcc", 1),
+        lambda: _lab(tmp_path, tiny_dataset(seed=1)).cell("table2", "tiny", "dcc", 1),
+    ):
         with pytest.raises(AssertionError, match="recomputed"):
             changed()
 
@@ -131,8 +169,15 @@ def test_comparison_labels_stand_ins_and_leaves_their_difference_empty(tmp_path)
 
 def test_a_machine_without_the_data_shows_what_another_stored(tmp_path):
     first = _lab(tmp_path, tiny_dataset()).cell("table2", "tiny", "random", 1)
-    laptop = Lab("99_test", profile=_tiny_profile(), results_dir=tmp_path / "results",
-                 output_dir=tmp_path / "out", stand_in=None, data_root=tmp_path / "no-data", threads=1)
+    laptop = Lab(
+        "99_test",
+        profile=_tiny_profile(),
+        results_dir=tmp_path / "results",
+        output_dir=tmp_path / "out",
+        stand_in=None,
+        data_root=tmp_path / "no-data",
+        threads=1,
+    )
     cell = laptop.cell("table2", "tiny", "random", 1)
     assert not cell.use.available and cell.accuracies == first.accuracies
     assert "from the results store" in cell.source
@@ -143,9 +188,20 @@ def test_paper_markers_only_where_comparable():
     import matplotlib
 
     matplotlib.use("Agg")
-    rows = [{"profile": "quick", "dataset": "CIFAR-10", "data used": "CIFAR-10 [cifar10-jpeg]", "ipc": ipc,
-             "method": m, "ours": 30.0, "paper": 40.0, "difference": -10.0 if m != "DSA" else float("nan")}
-            for ipc in (1, 10) for m in ("DC", "DSA", "DCC")]
+    rows = [
+        {
+            "profile": "quick",
+            "dataset": "CIFAR-10",
+            "data used": "CIFAR-10 [cifar10-jpeg]",
+            "ipc": ipc,
+            "method": m,
+            "ours": 30.0,
+            "paper": 40.0,
+            "difference": -10.0 if m != "DSA" else float("nan"),
+        }
+        for ipc in (1, 10)
+        for m in ("DC", "DSA", "DCC")
+    ]
     import pandas as pd
 
     fig = views.plot_comparison(pd.DataFrame(rows))

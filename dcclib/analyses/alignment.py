@@ -33,7 +33,7 @@ from dcclib import io
 from dcclib.augment import default_dsa_strategy, dsa_augment
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
-from dcclib.evaluate import EvalConfig, test_accuracy, train_from_scratch
+from dcclib.evaluate import PROTOCOL, EvalConfig, test_accuracy, train_from_scratch
 from dcclib.models import create_model
 from dcclib.runtime import derive_seed
 
@@ -96,14 +96,16 @@ def feature_metrics(
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FeatureNetConfig:
-    """How a feature network is trained on the real training set (the protocol's SGD loop)."""
+    """How a feature network is trained on the real training set (the protocol's SGD loop:
+    `train_from_scratch` with the protocol's settings, `dcclib.protocol.PROTOCOL`; only the
+    number of passes is this analysis' own)."""
 
     model: str = "resnet18"
     epochs: int = 30
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
+    lr: float = PROTOCOL.lr
+    momentum: float = PROTOCOL.momentum
+    weight_decay: float = PROTOCOL.weight_decay
+    batch_size: int = PROTOCOL.batch_size
     augment: str = "dsa"  # none | dsa (the dataset's default DSA strategy)
     train_per_class: int | None = None  # None: the whole training set
     seed: int = 0

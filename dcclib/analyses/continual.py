@@ -18,134 +18,26 @@ is tested; the figures plot the mean of those accuracies.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dcclib import io
 from dcclib.condense import CondenseConfig, condense
-from dcclib.data import ImageDataset, default_data_root, load_dataset
+from dcclib.data import ImageDataset
 from dcclib.errors import UserError
+from dcclib.evaluate import PROTOCOL, protocol_optimizer
+from dcclib.methods import CONDENSATION_METHODS
 from dcclib.models import create_model
 from dcclib.runtime import derive_seed
 
+# the task sequences of Figures 7-8 and their loaders: dcclib.analyses.task_sequences
+
+# Memory strategies, a vocabulary of this analysis (not the method list): a ring buffer of real
+# samples, the memories of Figures 7-8 condensed by DSA or DSAC, or no memory. Whether a
+# strategy condenses is asked of dcclib.methods (`condenses`).
 METHODS = ("ring", "dsa", "dsac", "none")
-SEQUENCES: dict[str, tuple[str, ...]] = {
-    "lizard-truck-insect": ("imagenet32-lizard", "imagenet32-truck", "imagenet32-insect"),
-    "cifar10-svhn-gtsrb": ("cifar10", "svhn", "gtsrb"),
-    "embedded-mnist-split": ("embedded-mnist:0-3", "embedded-mnist:4-6", "embedded-mnist:7-9"),
-}
-STAND_IN = "embedded-mnist-split"  # offline stand-in sequence (digits split into three tasks)
-
-
-# ---------------------------------------------------------------------------------------------
-# Task sequences
-# ---------------------------------------------------------------------------------------------
-def class_subset(data: ImageDataset, classes: list[int], name: str | None = None) -> ImageDataset:
-    """The given classes of a dataset, relabelled 0..len(classes)-1 in the order given."""
-    valid = all(0 <= c < data.num_classes for c in classes)
-    if not classes or len(set(classes)) != len(classes) or not valid:
-        raise UserError(f"bad class subset {classes} for {data.name} ({data.num_classes} classes)")
-    lut = torch.full((data.num_classes,), -1, dtype=torch.long, device=data.device)
-    lut[torch.tensor(classes, device=data.device)] = torch.arange(len(classes), device=data.device)
-
-    def pick(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        keep = lut[y] >= 0
-        return x[keep], lut[y[keep]]
-
-    tr, te = pick(data.train_images, data.train_labels), pick(data.test_images, data.test_labels)
-    label = name or f"{data.name}:{','.join(map(str, classes))}"
-    return ImageDataset(label, *tr, *te, [data.class_names[c] for c in classes], data.mean, data.std,
-                        f"{data.source} (classes {classes})")
-
-
-def limit_per_class(data: ImageDataset, per_class: int, seed: int = 0) -> ImageDataset:
-    """At most `per_class` training images of each class (seeded); the test set is kept."""
-    g = torch.Generator(device=data.device).manual_seed(derive_seed("limit", data.name, per_class, seed))
-    x, y = data.sample_real(per_class, generator=g)
-    return ImageDataset(data.name, x, y, data.test_images, data.test_labels, list(data.class_names),
-                        data.mean, data.std, f"{data.source} ({per_class} train images per class)")
-
-
-def load_gtsrb(root: str | Path, device: str | torch.device = "cpu", download: bool = False) -> ImageDataset:
-    """GTSRB (43 traffic signs) through torchvision's reader, resized to 32x32 RGB.
-
-    The decoded arrays are cached next to the data (`gtsrb/gtsrb32.npz`, no pickle).
-    """
-    root = Path(root).expanduser()
-    cache = root / "gtsrb" / "gtsrb32.npz"
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    else:
-        arrays = _decode_gtsrb(root, download)
-        with io.atomic_path(cache) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-    xtr, ytr, xte, yte = arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"]
-    pixels = xtr.reshape(-1, 3).astype(np.float64) / 255  # [N*32*32, 3]: per-channel statistics
-    mean, std = tuple(pixels.mean(0).tolist()), tuple(pixels.std(0).tolist())
-    dev = torch.device(device)
-
-    m, sd = (torch.tensor(v, device=dev).view(1, 3, 1, 1) for v in (mean, std))
-
-    def tensor(u8: np.ndarray) -> Tensor:
-        return (torch.from_numpy(u8).to(dev).permute(0, 3, 1, 2).float().div_(255) - m) / sd
-
-    num = int(max(ytr.max(), yte.max())) + 1
-    return ImageDataset("gtsrb", tensor(xtr), torch.from_numpy(ytr).long().to(dev), tensor(xte),
-                        torch.from_numpy(yte).long().to(dev), [f"sign{c:02d}" for c in range(num)],
-                        mean, std, str((root / "gtsrb").resolve()))
-
-
-def _decode_gtsrb(root: Path, download: bool) -> dict[str, np.ndarray]:
-    from PIL import Image
-    from torchvision.datasets import GTSRB
-
-    out = {}
-    for split in ("train", "test"):
-        try:
-            ds = GTSRB(str(root), split=split, download=download,
-                       transform=lambda im: np.asarray(im.resize((32, 32), Image.BILINEAR), dtype=np.uint8))
-        except Exception as exc:  # torchvision: RuntimeError when absent; network errors when offline
-            why = " ".join(str(exc).split())[:80]
-            raise UserError(f"GTSRB ({split}) not found under {root / 'gtsrb'}: put torchvision's GTSRB "
-                            f"files there or run once with network access ({why})") from None
-        pairs = [ds[i] for i in range(len(ds))]
-        if not pairs:
-            raise UserError(f"GTSRB ({split}) under {root / 'gtsrb'} holds no images")
-        out[f"{split}_x"] = np.stack([p[0] for p in pairs])
-        out[f"{split}_y"] = np.asarray([p[1] for p in pairs], dtype=np.int64)
-    return out
-
-
-def load_task(spec: str, data_root: str | Path | None = None, device: str | torch.device = "cpu",
-              download: bool = False) -> ImageDataset:
-    """One task: a dataset name, 'gtsrb', or 'embedded-mnist:A-B' (digits A..B of the stand-in)."""
-    if spec.startswith("embedded-mnist:"):
-        lo, _, hi = spec.split(":", 1)[1].partition("-")
-        digits = list(range(int(lo), int(hi or lo) + 1))
-        name = f"embedded-mnist-digits{lo}-{hi or lo}"
-        return class_subset(load_dataset(None, device=device), digits, name)
-    if spec == "gtsrb":
-        root = Path(data_root) if data_root is not None else default_data_root()
-        return load_gtsrb(root, device, download)
-    return load_dataset(spec, data_root, device, download=download)
-
-
-def load_sequence(name: str, data_root: str | Path | None = None, device: str | torch.device = "cpu",
-                  download: bool = False) -> list[ImageDataset]:
-    """The tasks of a named sequence (see SEQUENCES), all of the same image shape."""
-    if name not in SEQUENCES:
-        raise UserError(f"unknown task sequence '{name}'; choose one of: {', '.join(SEQUENCES)}")
-    tasks = [load_task(s, data_root, device, download) for s in SEQUENCES[name]]
-    shapes = {(t.channels, *t.image_size) for t in tasks}
-    if len(shapes) != 1:
-        raise UserError(f"the tasks of {name} have different image shapes {sorted(shapes)}")
-    return tasks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +59,9 @@ def mask_logits(logits: Tensor, task_ids: Tensor, bounds: Tensor) -> Tensor:
 class MultiHeadNet(nn.Module):
     """A registry model's trunk (`embed`) shared by one linear head per task."""
 
-    def __init__(self, model: str, channels: int, image_size, task_classes: list[int]) -> None:
+    def __init__(
+        self, model: str, channels: int, image_size: int | tuple[int, int], task_classes: list[int]
+    ) -> None:
         super().__init__()
         trunk = create_model(model, channels, 2, image_size)
         trunk.classifier = nn.Identity()  # the trunk's own head is replaced by the task heads
@@ -191,7 +85,9 @@ class RingBuffer:
     once full, a new sample replaces the oldest. Updates stay on the device (no host sync).
     """
 
-    def __init__(self, slots: int, num_classes: int, sample_shape: tuple[int, ...], device="cpu") -> None:
+    def __init__(
+        self, slots: int, num_classes: int, sample_shape: tuple[int, ...], device: str | torch.device = "cpu"
+    ) -> None:
         if slots <= 0 or num_classes <= 0:
             raise UserError(f"a ring buffer needs positive slots and classes, got {slots}, {num_classes}")
         self.slots, self.num_classes = slots, num_classes
@@ -219,11 +115,22 @@ class RingBuffer:
         return self.storage[idx], torch.tensor(labels, dtype=torch.long, device=self.storage.device)
 
 
-def condensed_memory(task: ImageDataset, method: str, condense_cfg: CondenseConfig,
-                     per_class: int, seed: int) -> tuple[Tensor, Tensor]:
+def condenses(method: str) -> bool:
+    """The memory strategy is a condensation method (its memory is a condensed set)."""
+    return method in CONDENSATION_METHODS
+
+
+def condensed_memory(
+    task: ImageDataset, method: str, condense_cfg: CondenseConfig, per_class: int, seed: int
+) -> tuple[Tensor, Tensor]:
     """DSA/DSAC memory of one task: its condensed set with `per_class` images per class."""
-    cfg = replace(condense_cfg, dataset=task.name, method=method, ipc=per_class,
-                  seed=derive_seed("continual-memory", seed, task.name) % (2**31))
+    cfg = replace(
+        condense_cfg,
+        dataset=task.name,
+        method=method,
+        ipc=per_class,
+        seed=derive_seed("continual-memory", seed, task.name) % (2**31),
+    )
     result = condense(cfg, task, progress=False)
     return result.images.detach(), result.labels
 
@@ -233,14 +140,18 @@ def condensed_memory(task: ImageDataset, method: str, condense_cfg: CondenseConf
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class ContinualConfig:
-    method: str = "ring"  # ring | dsa | dsac | none
+    """How the tasks are learned: the protocol's optimiser (`dcclib.protocol.PROTOCOL`: lr,
+    momentum, weight decay), but deliberately not its schedule or batch: ER's recipe of
+    `epochs` passes per task with one optimiser (no lr drop), batches of 128 plus 128 replayed."""
+
+    method: str = "ring"  # ring | dsa | dsac | none (METHODS)
     model: str = "convnet"
     epochs: int = 10  # passes over each task's training set
-    batch_size: int = 128
+    batch_size: int = 128  # not the protocol's 256 (ER's batch)
     replay_batch: int = 128
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    lr: float = PROTOCOL.lr
+    momentum: float = PROTOCOL.momentum
+    weight_decay: float = PROTOCOL.weight_decay
     memory_per_class: int = 10
     seed: int = 0
 
@@ -295,11 +206,18 @@ def task_accuracy(net: MultiHeadNet, task: ImageDataset, task_id: int, batch: in
     return correct / len(task.test_labels)
 
 
-def train_task(net: MultiHeadNet, task: ImageDataset, task_id: int, cfg: ContinualConfig,
-               memory: tuple[Tensor, Tensor, Tensor] | None, buffer: RingBuffer | None) -> None:
+def train_task(
+    net: MultiHeadNet,
+    task: ImageDataset,
+    task_id: int,
+    cfg: ContinualConfig,
+    memory: tuple[Tensor, Tensor, Tensor] | None,
+    buffer: RingBuffer | None,
+) -> None:
     """cfg.epochs shuffled passes over the task; each batch mixed with a replay batch from memory
     (images, global labels, task ids); the ring buffer, if any, sees every current batch."""
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    # one optimiser for the whole task: no lr drop here (ER's recipe, not the protocol's schedule)
+    opt = protocol_optimizer(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     x_all, y_all = task.train_images, task.train_labels + int(net.bounds[task_id])
     n = len(y_all)
     net.train()
@@ -320,9 +238,12 @@ def train_task(net: MultiHeadNet, task: ImageDataset, task_id: int, cfg: Continu
                 buffer.add(x_all[idx], y_all[idx])
 
 
-def run_continual(tasks: list[ImageDataset], cfg: ContinualConfig,
-                  condense_cfg: CondenseConfig | None = None,
-                  memories: list[tuple[Tensor, Tensor]] | None = None) -> ContinualResult:
+def run_continual(
+    tasks: list[ImageDataset],
+    cfg: ContinualConfig,
+    condense_cfg: CondenseConfig | None = None,
+    memories: list[tuple[Tensor, Tensor]] | None = None,
+) -> ContinualResult:
     """Learn the tasks in order; test every seen task after each one.
 
     dsa/dsac memories are condensed from each finished task with `condense_cfg` (the method and
@@ -331,7 +252,7 @@ def run_continual(tasks: list[ImageDataset], cfg: ContinualConfig,
     cfg.check()
     if not tasks:
         raise UserError("a task sequence needs at least one task")
-    if cfg.method in ("dsa", "dsac") and memories is None and condense_cfg is None:
+    if condenses(cfg.method) and memories is None and condense_cfg is None:
         raise UserError(f"method {cfg.method} needs a condensation config or precomputed memories")
     # seeds do not depend on the method: every method starts from the same network and sees
     # task 1 in the same order, so the curves differ by their memories only
@@ -340,8 +261,11 @@ def run_continual(tasks: list[ImageDataset], cfg: ContinualConfig,
     classes = [t.num_classes for t in tasks]
     net = MultiHeadNet(cfg.model, first.channels, first.image_size, classes).to(first.device)
     bounds = net.bounds.tolist()
-    buffer = (RingBuffer(cfg.memory_per_class, bounds[-1], tuple(first.train_images.shape[1:]), first.device)
-              if cfg.method == "ring" else None)
+    buffer = (
+        RingBuffer(cfg.memory_per_class, bounds[-1], tuple(first.train_images.shape[1:]), first.device)
+        if cfg.method == "ring"
+        else None
+    )
     memory: tuple[Tensor, Tensor, Tensor] | None = None
     result = ContinualResult(cfg.method, [t.name for t in tasks], config={"continual": asdict(cfg)})
     if condense_cfg is not None:
@@ -358,18 +282,15 @@ def run_continual(tasks: list[ImageDataset], cfg: ContinualConfig,
             x_new, y_new = buffer.contents(list(range(bounds[t], bounds[t + 1])))
         else:
             x_new, y_new = (
-                memories[t] if memories is not None
+                memories[t]
+                if memories is not None
                 else condensed_memory(task, cfg.method, condense_cfg, cfg.memory_per_class, cfg.seed)
             )
             x_new, y_new = x_new.to(task.device), y_new.to(task.device) + bounds[t]
         ids_new = torch.full_like(y_new, t)
-        memory = ((x_new, y_new, ids_new) if memory is None else
-                  tuple(torch.cat([a, b]) for a, b in zip(memory, (x_new, y_new, ids_new))))
+        memory = (
+            (x_new, y_new, ids_new)
+            if memory is None
+            else tuple(torch.cat([a, b]) for a, b in zip(memory, (x_new, y_new, ids_new)))
+        )
     return result
-
-
-def sequence_in_use(sequence: str, stand_in: str | None, profile: str) -> str:
-    """'auto': the offline stand-in at profile smoke, the paper's sequence otherwise."""
-    if stand_in == "auto":
-        return STAND_IN if profile == "smoke" else sequence
-    return stand_in or sequence

@@ -141,8 +141,14 @@ class VelocityTrace:
     def from_result(cls, r: dict) -> VelocityTrace:
         """The trace from its results-store form (as_result's dict; None as NaN)."""
         velocity = np.asarray([np.nan if v is None else v for v in r["velocity"]], dtype=float)
-        return cls(np.asarray(r["outer"], dtype=np.int64), np.asarray(r["inner"], dtype=np.int64),
-                   np.asarray(r["classwise"], dtype=bool), velocity, r["kind"], int(r["lag"]))
+        return cls(
+            np.asarray(r["outer"], dtype=np.int64),
+            np.asarray(r["inner"], dtype=np.int64),
+            np.asarray(r["classwise"], dtype=bool),
+            velocity,
+            r["kind"],
+            int(r["lag"]),
+        )
 
     def rows(self) -> list[dict]:
         """One row per image update (step, outer, inner, class-wise flag, velocity), for a table."""
@@ -204,9 +210,7 @@ class KernelRecorder:
 
     def trace(self) -> VelocityTrace:
         """Everything recorded so far, on the host (the one synchronisation)."""
-        velocity = (
-            torch.stack(self._velocities).cpu().numpy() if self._velocities else np.zeros(0)
-        )
+        velocity = torch.stack(self._velocities).cpu().numpy() if self._velocities else np.zeros(0)
         meta = np.asarray(self._meta, dtype=np.int64).reshape(-1, 3)
         return VelocityTrace(
             outer=meta[:, 0],
@@ -230,8 +234,6 @@ def track_velocity(
     recorder = KernelRecorder(kind, labels if kind == "classwise" else None, lag)
     result = condense(cfg, data, progress=progress, observer=recorder)
     return recorder.trace(), result
-
-
 
 
 def summarise(trace: VelocityTrace) -> dict:

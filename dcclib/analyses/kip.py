@@ -80,8 +80,9 @@ def arccos1(cos: Tensor) -> Tensor:
     return _J1.apply(cos) / math.pi
 
 
-def relu_kernels(x1: Tensor, x2: Tensor, depth: int = 1, w_var: float = 2.0, b_var: float = 0.01
-                 ) -> tuple[Tensor, Tensor]:
+def relu_kernels(
+    x1: Tensor, x2: Tensor, depth: int = 1, w_var: float = 2.0, b_var: float = 0.01
+) -> tuple[Tensor, Tensor]:
     """(NNGP, NTK) [n1, n2] of the infinitely wide FC ReLU network on flattened inputs."""
     x1, x2 = x1.flatten(1), x2.flatten(1)
     d = x1.shape[1]
@@ -147,8 +148,10 @@ class KIPConfig:
         """A UserError when a setting is out of range for `data`."""
         self.kernel.validate()
         if self.ipc < 1 or self.steps < 0 or self.lr <= 0 or self.target_batch < data.num_classes:
-            raise UserError("KIP needs ipc >= 1, steps >= 0, lr > 0 and a target batch of at least "
-                            f"one image per class ({data.num_classes})")
+            raise UserError(
+                "KIP needs ipc >= 1, steps >= 0, lr > 0 and a target batch of at least "
+                f"one image per class ({data.num_classes})"
+            )
         smallest = int(data.class_counts.min())
         if self.ipc > smallest:
             raise UserError(f"ipc {self.ipc} is larger than the smallest class ({smallest} images)")
@@ -192,8 +195,14 @@ def kip(data: ImageDataset, cfg: KIPConfig, progress: bool = False) -> KIPResult
 
 
 @torch.no_grad()
-def krr_accuracy(images: Tensor, targets: Tensor, data: ImageDataset, cfg: KernelConfig,
-                 reg: float = 1e-6, batch: int = 2000) -> float:
+def krr_accuracy(
+    images: Tensor,
+    targets: Tensor,
+    data: ImageDataset,
+    cfg: KernelConfig,
+    reg: float = 1e-6,
+    batch: int = 2000,
+) -> float:
     """Test accuracy of kernel ridge regression from the support set (images, targets [n, C])."""
     x_s = images.flatten(1).to(data.device, torch.float64)
     y_s = targets.to(data.device, torch.float64)

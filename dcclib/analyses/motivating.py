@@ -100,8 +100,9 @@ def population_means(task: Task) -> tuple[np.ndarray, np.ndarray]:
 
 def classwise_solution(mu_plus: np.ndarray, mu_minus: np.ndarray, epsilon: float) -> np.ndarray:
     """Eq. 6: S~ = {eps mu^+ / ||mu^+||, eps mu^- / ||mu^-||}, as [2, 2] (rows s_1, s_2)."""
-    return np.stack([epsilon * mu_plus / np.linalg.norm(mu_plus),
-                     epsilon * mu_minus / np.linalg.norm(mu_minus)])
+    return np.stack(
+        [epsilon * mu_plus / np.linalg.norm(mu_plus), epsilon * mu_minus / np.linalg.norm(mu_minus)]
+    )
 
 
 def collective_solution(epsilon: float) -> np.ndarray:
@@ -126,16 +127,18 @@ def ratio_bound(task: Task) -> float:
     return task.alpha / (task.alpha + task.beta)
 
 
-def mean_hinge_gradient(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-                        create_graph: bool = False) -> torch.Tensor:
+def mean_hinge_gradient(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, create_graph: bool = False
+) -> torch.Tensor:
     """(1/|X|) sum g_w(x, y), by autograd of the mean hinge loss (a graph kept if asked)."""
     w = w.detach().requires_grad_(True)
     loss = torch.clamp(1 - y * (x @ w), min=0).mean()
     return torch.autograd.grad(loss, w, create_graph=create_graph)[0]
 
 
-def matching_loss(g_real: torch.Tensor, s: torch.Tensor, t: torch.Tensor, lam: float,
-                  w: torch.Tensor) -> torch.Tensor:
+def matching_loss(
+    g_real: torch.Tensor, s: torch.Tensor, t: torch.Tensor, lam: float, w: torch.Tensor
+) -> torch.Tensor:
     """Eq. 4: lambda/|S| sum ||s|| + || mean_X g_w(x, y) - mean_S g_w(s, t) ||.
 
     g_w at the synthetic points is taken by autograd with a graph (the second-order step of
@@ -146,8 +149,9 @@ def matching_loss(g_real: torch.Tensor, s: torch.Tensor, t: torch.Tensor, lam: f
     return lam * s.norm(dim=1).mean() + (g_real - g_syn).norm()
 
 
-def optimise(task: Task, x: np.ndarray, y: np.ndarray, strategy: str, steps: int = 300,
-             lr: float = 0.05, seed: int = 0) -> np.ndarray:
+def optimise(
+    task: Task, x: np.ndarray, y: np.ndarray, strategy: str, steps: int = 300, lr: float = 0.05, seed: int = 0
+) -> np.ndarray:
     """Minimise Eq. 4 over S by projected gradient descent (||s|| <= epsilon); returns [2, 2].
 
     strategy "classwise": L(X^+, S^+) + L(X^-, S^-) with X^c the class's gradient-giving
@@ -169,7 +173,7 @@ def optimise(task: Task, x: np.ndarray, y: np.ndarray, strategy: str, steps: int
     opt = torch.optim.SGD([s], lr=lr)
     for _ in range(steps):
         if strategy == "classwise":
-            loss = sum(matching_loss(g_real[i], s[i:i + 1], t[i:i + 1], task.lam, w) for i in range(2))
+            loss = sum(matching_loss(g_real[i], s[i : i + 1], t[i : i + 1], task.lam, w) for i in range(2))
         else:
             loss = matching_loss(g_real, s, t, task.lam, w)
         opt.zero_grad()
@@ -190,9 +194,15 @@ def solve(task: Task, n: int = 100_000, seed: int = 0, steps: int = 300) -> dict
     cw_num = optimise(task, x, y, "classwise", steps=steps, seed=seed)
     cc_num = optimise(task, x, y, "collective", steps=steps, seed=seed)
     return {
-        "task": task, "x": x, "y": y, "mu_plus": mu_p, "mu_minus": mu_m,
-        "classwise_closed": cw_closed, "classwise_numeric": cw_num,
-        "collective_closed": cc_closed, "collective_numeric": cc_num,
+        "task": task,
+        "x": x,
+        "y": y,
+        "mu_plus": mu_p,
+        "mu_minus": mu_m,
+        "classwise_closed": cw_closed,
+        "classwise_numeric": cw_num,
+        "collective_closed": cc_closed,
+        "collective_numeric": cc_num,
     }
 
 
@@ -207,30 +217,42 @@ def solutions_frame(result: dict, decimals: int = 4) -> pd.DataFrame:
     for strategy in ("classwise", "collective"):
         for how in ("closed", "numeric"):
             s = result[f"{strategy}_{how}"]
-            rows.append({
-                "matching": "class-wise (Eq. 6)" if strategy == "classwise" else "class-collective (Eq. 8)",
-                "solution": "closed form" if how == "closed" else "optimised Eq. 4",
-                "s1": _point(s[0], decimals),
-                "s2": _point(s[1], decimals),
-                "R(S)": round(ratio(s), decimals),
-            })
+            rows.append(
+                {
+                    "matching": "class-wise (Eq. 6)"
+                    if strategy == "classwise"
+                    else "class-collective (Eq. 8)",
+                    "solution": "closed form" if how == "closed" else "optimised Eq. 4",
+                    "s1": _point(s[0], decimals),
+                    "s2": _point(s[1], decimals),
+                    "R(S)": round(ratio(s), decimals),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def ratio_curve(ratios: list[float], alpha: float = 1.0, epsilon: float = 0.1, n: int = 100_000,
-                seed: int = 0, steps: int = 300) -> pd.DataFrame:
+def ratio_curve(
+    ratios: list[float],
+    alpha: float = 1.0,
+    epsilon: float = 0.1,
+    n: int = 100_000,
+    seed: int = 0,
+    steps: int = 300,
+) -> pd.DataFrame:
     """R(S) against beta/alpha: closed forms, the bound of Eq. 7, and the optimised solutions."""
     rows = []
     for r in ratios:
         task = Task(alpha=alpha, beta=r * alpha, epsilon=epsilon)
         res = solve(task, n=n, seed=seed, steps=steps)
-        rows.append({
-            "beta/alpha": r,
-            "class-wise, closed form, infinite data (Eq. 7)": classwise_ratio_closed_form(task),
-            "class-wise, closed form, sample means (Eq. 6)": ratio(res["classwise_closed"]),
-            "class-wise, optimised": ratio(res["classwise_numeric"]),
-            "bound alpha/(alpha+beta)": ratio_bound(task),
-            "class-collective, closed form (Eq. 9)": ratio(res["collective_closed"]),
-            "class-collective, optimised": ratio(res["collective_numeric"]),
-        })
+        rows.append(
+            {
+                "beta/alpha": r,
+                "class-wise, closed form, infinite data (Eq. 7)": classwise_ratio_closed_form(task),
+                "class-wise, closed form, sample means (Eq. 6)": ratio(res["classwise_closed"]),
+                "class-wise, optimised": ratio(res["classwise_numeric"]),
+                "bound alpha/(alpha+beta)": ratio_bound(task),
+                "class-collective, closed form (Eq. 9)": ratio(res["collective_closed"]),
+                "class-collective, optimised": ratio(res["collective_numeric"]),
+            }
+        )
     return pd.DataFrame(rows)

@@ -29,6 +29,7 @@ from torch.func import functional_call, grad, vmap
 from dcclib.condense import train_network
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
+from dcclib.evaluate import PROTOCOL, protocol_optimizer
 from dcclib.io import library_versions, load_tensors, save_tensors
 from dcclib.models import create_model
 from dcclib.runtime import derive_seed
@@ -41,15 +42,19 @@ _CACHE_VERSION = 1
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """How GraNd/EL2N are computed: which networks, trained how long, averaged over how many."""
+    """How GraNd/EL2N are computed: which networks, trained how long, averaged over how many.
+
+    The networks train with the protocol's optimiser (`dcclib.protocol.PROTOCOL`: lr, momentum,
+    weight decay) but deliberately not its schedule or batch: `epoch` passes with one optimiser
+    (no lr drop; scored part-way through training, as Paul et al.) in batches of 128."""
 
     model: str = "convnet"
     num_nets: int = 10  # independently trained networks averaged (the paper: 10)
     epoch: int = 20  # training passes over the full training set before scoring (0 = at init)
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
+    lr: float = PROTOCOL.lr
+    momentum: float = PROTOCOL.momentum
+    weight_decay: float = PROTOCOL.weight_decay
+    batch_size: int = 128  # not the protocol's 256
     score_batch: int = 128  # samples per vmap call (memory: score_batch x parameters)
     seed: int = 0
 
@@ -89,8 +94,9 @@ def el2n_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
     return err.norm(dim=1)
 
 
-def per_sample_scores(net: nn.Module, images: Tensor, labels: Tensor, batch: int = 128
-                      ) -> tuple[Tensor, Tensor]:
+def per_sample_scores(
+    net: nn.Module, images: Tensor, labels: Tensor, batch: int = 128
+) -> tuple[Tensor, Tensor]:
     """(EL2N, GraNd) of every sample for one network, in eval mode, without a Python loop per sample."""
     was_training = net.training
     net.eval()
@@ -119,8 +125,7 @@ def score_network(data: ImageDataset, cfg: ScoreConfig, index: int) -> nn.Module
     net = create_model(cfg.model, data.channels, data.num_classes, data.image_size).to(data.device)
     if cfg.epoch > 0:
         net.train()
-        opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                              weight_decay=cfg.weight_decay)
+        opt = protocol_optimizer(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
         train_network(net, opt, data.train_images, data.train_labels, cfg.epoch, cfg.batch_size)
     return net
 
@@ -164,8 +169,9 @@ def cache_path(data: ImageDataset, cfg: ScoreConfig, cache_dir: str | Path) -> P
     return Path(cache_dir) / f"scores-{safe}-{cache_key(data, cfg)}.safetensors"
 
 
-def cached_scores(data: ImageDataset, cfg: ScoreConfig, cache_dir: str | Path,
-                  progress: bool = False) -> Scores:
+def cached_scores(
+    data: ImageDataset, cfg: ScoreConfig, cache_dir: str | Path, progress: bool = False
+) -> Scores:
     """Scores from the cache when dataset and config match; else compute, save atomically, return."""
     cfg.validate()
     path = cache_path(data, cfg, cache_dir)
@@ -176,17 +182,20 @@ def cached_scores(data: ImageDataset, cfg: ScoreConfig, cache_dir: str | Path,
             n = data.train_labels.shape[0]
             if meta.get("key") == key and tuple(tensors["el2n_per_net"].shape) == (cfg.num_nets, n):
                 e, g = tensors["el2n_per_net"].to(data.device), tensors["grand_per_net"].to(data.device)
-                return Scores(e.mean(0), g.mean(0), e, g, config=meta["config"], cache_hit=True,
-                              path=path)
+                return Scores(e.mean(0), g.mean(0), e, g, config=meta["config"], cache_hit=True, path=path)
             warnings.warn(f"score cache {path} does not match; recomputing", stacklevel=2)
         except (UserError, KeyError) as exc:
             warnings.warn(f"unreadable score cache {path} ({exc}); recomputing", stacklevel=2)
     scores = compute_scores(data, cfg, progress=progress)
-    meta = {"kind": "selection-scores", "key": key, "config": asdict(cfg),
-            "dataset": dataset_fingerprint(data), "versions": library_versions(),
-            "scores": list(SCORE_KINDS)}
-    save_tensors(path, {"el2n_per_net": scores.el2n_per_net, "grand_per_net": scores.grand_per_net},
-                  meta)
+    meta = {
+        "kind": "selection-scores",
+        "key": key,
+        "config": asdict(cfg),
+        "dataset": dataset_fingerprint(data),
+        "versions": library_versions(),
+        "scores": list(SCORE_KINDS),
+    }
+    save_tensors(path, {"el2n_per_net": scores.el2n_per_net, "grand_per_net": scores.grand_per_net}, meta)
     scores.path = path
     return scores
 
@@ -194,8 +203,9 @@ def cached_scores(data: ImageDataset, cfg: ScoreConfig, cache_dir: str | Path,
 # ---------------------------------------------------------------------------------------------
 # selection
 # ---------------------------------------------------------------------------------------------
-def select_per_class(scores: Tensor, labels: Tensor, ipc: int, num_classes: int,
-                     keep: str = "lowest") -> Tensor:
+def select_per_class(
+    scores: Tensor, labels: Tensor, ipc: int, num_classes: int, keep: str = "lowest"
+) -> Tensor:
     """Indices of the ipc lowest (or highest) scores of each class, class-blocked.
 
     Ties go to the smaller index (stable sort), so a selection is repeatable.
@@ -242,9 +252,17 @@ def class_pool(data: ImageDataset, per_class: int | None) -> ImageDataset:
     if per_class is None:
         return data
     idx = pool_indices(data, per_class)
-    return ImageDataset(data.name, data.train_images[idx], data.train_labels[idx],
-                        data.test_images, data.test_labels, list(data.class_names), data.mean, data.std,
-                        f"{data.source} (first {per_class} training images per class)")
+    return ImageDataset(
+        data.name,
+        data.train_images[idx],
+        data.train_labels[idx],
+        data.test_images,
+        data.test_labels,
+        list(data.class_names),
+        data.mean,
+        data.std,
+        f"{data.source} (first {per_class} training images per class)",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,8 +282,7 @@ def load_cscores(path: str | Path | None, data: ImageDataset, align: str = "exac
     labels agree; within-class when the dataset is sorted by class (an image-folder copy, which
     cannot be in the interleaved original order); otherwise an error.
     """
-    hint = (f"download {cscore_file_name(data.name)} (Jiang et al. 2021) from {CSCORE_URL} "
-            "and pass its path")
+    hint = f"download {cscore_file_name(data.name)} (Jiang et al. 2021) from {CSCORE_URL} and pass its path"
     if path is None or not Path(path).is_file():
         raise UserError(f"C-score file not found: {path}; {hint}")
     if align not in ("exact", "within-class", "auto"):
@@ -278,13 +295,18 @@ def load_cscores(path: str | Path | None, data: ImageDataset, align: str = "exac
     if set(arrays) != {"scores", "labels"}:
         raise UserError(f"{path} lacks the arrays 'scores' and 'labels' of a C-score file; {hint}")
     scores, file_labels = arrays["scores"], arrays["labels"]
-    if scores.ndim != 1 or file_labels.shape != scores.shape or scores.dtype.kind != "f" \
-            or file_labels.dtype.kind not in "iu":
+    if (
+        scores.ndim != 1
+        or file_labels.shape != scores.shape
+        or scores.dtype.kind != "f"
+        or file_labels.dtype.kind not in "iu"
+    ):
         raise UserError(f"{path}: 'scores' and 'labels' must be 1-D float and integer arrays of one length")
     labels = data.train_labels.detach().to("cpu", torch.int64).numpy()
     if scores.shape[0] != labels.shape[0]:
-        raise UserError(f"{path} has {scores.shape[0]} C-scores but {data.name} has "
-                        f"{labels.shape[0]} training images")
+        raise UserError(
+            f"{path} has {scores.shape[0]} C-scores but {data.name} has {labels.shape[0]} training images"
+        )
     if not np.isfinite(scores).all():
         raise UserError(f"{path}: C-scores contain NaN or infinity")
     file_labels = file_labels.astype(np.int64)
@@ -293,17 +315,24 @@ def load_cscores(path: str | Path | None, data: ImageDataset, align: str = "exac
         align = "within-class" if class_sorted and not np.array_equal(file_labels, labels) else "exact"
     if align == "exact":
         if not np.array_equal(file_labels, labels):
-            same_counts = np.array_equal(np.bincount(file_labels, minlength=data.num_classes),
-                                         np.bincount(labels, minlength=data.num_classes))
-            extra = " (class counts match: align='within-class' fits a copy in per-class order)" \
-                if same_counts else ""
+            same_counts = np.array_equal(
+                np.bincount(file_labels, minlength=data.num_classes),
+                np.bincount(labels, minlength=data.num_classes),
+            )
+            extra = (
+                " (class counts match: align='within-class' fits a copy in per-class order)"
+                if same_counts
+                else ""
+            )
             raise UserError(f"{path}: its labels differ from {data.name}'s training labels{extra}")
         return torch.from_numpy(scores.astype(np.float32)).to(data.device)
     out = np.empty(labels.shape[0], dtype=np.float32)
     for c in range(data.num_classes):
         mine, theirs = np.flatnonzero(labels == c), np.flatnonzero(file_labels == c)
         if mine.shape != theirs.shape:
-            raise UserError(f"{path}: class {c} has {theirs.size} C-scores but {data.name} has "
-                            f"{mine.size} training images of that class")
+            raise UserError(
+                f"{path}: class {c} has {theirs.size} C-scores but {data.name} has "
+                f"{mine.size} training images of that class"
+            )
         out[mine] = scores[theirs]
     return torch.from_numpy(out).to(data.device)

@@ -18,12 +18,26 @@ from dcclib.errors import UserError
 from dcclib.safe_pickle import load_array_pickle
 
 _CIFAR = {  # folder, url, md5, train files, test files, meta file, label key, names key
-    "cifar10": ("cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                "c58f30108f718f92721af3b95e74349a", [f"data_batch_{i}" for i in range(1, 6)],
-                ["test_batch"], "batches.meta", "labels", "label_names"),
-    "cifar100": ("cifar-100-python", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                 "eb9058c3a382ffc7106e4002c42a8d85", ["train"], ["test"], "meta", "fine_labels",
-                 "fine_label_names"),
+    "cifar10": (
+        "cifar-10-batches-py",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        "batches.meta",
+        "labels",
+        "label_names",
+    ),
+    "cifar100": (
+        "cifar-100-python",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+        ["train"],
+        ["test"],
+        "meta",
+        "fine_labels",
+        "fine_label_names",
+    ),
 }
 
 
@@ -48,19 +62,28 @@ def _load_cifar(key: str, root: Path, device: torch.device, download: bool) -> I
         _fetch(download, lambda: tv_utils.download_and_extract_archive(url, str(root), md5=md5))
     folder = _first_with(dirs, needed)
     if folder is None:
-        raise UserError(f"{key} not found at {dirs[0]}: put the official python-version archive "
-                        f"({url.rsplit('/', 1)[1]}) there unpacked, or pass a JPEG copy folder "
-                        "(train/<class>/, test/<class>/) as the dataset")
+        raise UserError(
+            f"{key} not found at {dirs[0]}: put the official python-version archive "
+            f"({url.rsplit('/', 1)[1]}) there unpacked, or pass a JPEG copy folder "
+            "(train/<class>/, test/<class>/) as the dataset"
+        )
 
     def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
         for f in files:
             d = _pickled_dict(folder / f)
             x, y = d.get("data"), d.get(label_key)
-            if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 \
-                    or x.shape[1] != 3072 or y is None or len(y) != len(x):
-                raise UserError(f"{folder / f} is not a CIFAR python batch ('data' N x 3072 uint8 "
-                                f"and '{label_key}')")
+            if (
+                not isinstance(x, np.ndarray)
+                or x.dtype != np.uint8
+                or x.ndim != 2
+                or x.shape[1] != 3072
+                or y is None
+                or len(y) != len(x)
+            ):
+                raise UserError(
+                    f"{folder / f} is not a CIFAR python batch ('data' N x 3072 uint8 and '{label_key}')"
+                )
             xs.append(x.reshape(-1, 3, 32, 32))
             ys.append(np.asarray(y, dtype=np.int64))
         return np.concatenate(xs), np.concatenate(ys)
@@ -68,8 +91,11 @@ def _load_cifar(key: str, root: Path, device: torch.device, download: bool) -> I
     train, test = read(train_files), read(test_files)
     meta = _pickled_dict(folder / meta_file)
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(names_key, [])]
-    if not names or int(max(train[1].max(), test[1].max())) >= len(names) or min(
-            train[1].min(), test[1].min()) < 0:
+    if (
+        not names
+        or int(max(train[1].max(), test[1].max())) >= len(names)
+        or min(train[1].min(), test[1].min()) < 0
+    ):
         raise UserError(f"{folder / meta_file}: '{names_key}' does not cover the labels")
     return _make(key, train, test, names, *STATS[key], str(folder.resolve()), device)
 

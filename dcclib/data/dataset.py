@@ -69,9 +69,11 @@ class ImageDataset:
         self.class_indices = [self.class_index_matrix[k, :n] for k, n in enumerate(self._counts)]
 
     def __repr__(self) -> str:
-        return (f"ImageDataset({self.name!r}, train={len(self.train_labels)}, "
-                f"test={len(self.test_labels)}, classes={self.num_classes}, "
-                f"shape={tuple(self.train_images.shape[1:])}, device={self.device})")
+        return (
+            f"ImageDataset({self.name!r}, train={len(self.train_labels)}, "
+            f"test={len(self.test_labels)}, classes={self.num_classes}, "
+            f"shape={tuple(self.train_images.shape[1:])}, device={self.device})"
+        )
 
     @property
     def num_classes(self) -> int:
@@ -92,12 +94,19 @@ class ImageDataset:
     def to(self, device: str | torch.device) -> ImageDataset:
         """A copy with every tensor on ``device``."""
         d = torch.device(device)
-        return ImageDataset(self.name, self.train_images.to(d), self.train_labels.to(d),
-                            self.test_images.to(d), self.test_labels.to(d), list(self.class_names),
-                            self.mean, self.std, self.source)
+        return ImageDataset(
+            self.name,
+            self.train_images.to(d),
+            self.train_labels.to(d),
+            self.test_images.to(d),
+            self.test_labels.to(d),
+            list(self.class_names),
+            self.mean,
+            self.std,
+            self.source,
+        )
 
-    def sample_real(self, per_class: int, generator: torch.Generator | None = None
-                    ) -> tuple[Tensor, Tensor]:
+    def sample_real(self, per_class: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """min(per_class, count_c) train images of every class, without replacement, class-blocked.
 
         Vectorised: random keys over the padded index matrix, the smallest k per row are taken
@@ -138,8 +147,9 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _to_tensor(u8: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...],
-               device: torch.device, channels_last: bool) -> Tensor:
+def _to_tensor(
+    u8: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, channels_last: bool
+) -> Tensor:
     """uint8 images -> normalised float32 [N,C,H,W]; converted on the device to save host RAM."""
     x = torch.from_numpy(np.ascontiguousarray(u8)).to(device)
     if channels_last:
@@ -149,18 +159,34 @@ def _to_tensor(u8: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...],
     return x.to(torch.float32).div_(255).sub_(m).div_(s)
 
 
-def _make(name: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-          class_names: list[str], mean: tuple[float, ...], std: tuple[float, ...], source: str,
-          device: torch.device, channels_last: bool = False) -> ImageDataset:
+def _make(
+    name: str,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    class_names: list[str],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    source: str,
+    device: torch.device,
+    channels_last: bool = False,
+) -> ImageDataset:
     """An ImageDataset from uint8 (images, labels) pairs, NCHW (or NHWC with channels_last)."""
 
     def labels(y: np.ndarray) -> Tensor:
         return torch.from_numpy(np.asarray(y, dtype=np.int64).copy()).to(device)
 
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-    return ImageDataset(name, _to_tensor(train[0], mean, std, device, channels_last),
-                        labels(train[1]), _to_tensor(test[0], mean, std, device, channels_last),
-                        labels(test[1]), list(class_names), mean, std, source)
+    return ImageDataset(
+        name,
+        _to_tensor(train[0], mean, std, device, channels_last),
+        labels(train[1]),
+        _to_tensor(test[0], mean, std, device, channels_last),
+        labels(test[1]),
+        list(class_names),
+        mean,
+        std,
+        source,
+    )
 
 
 def _fetch(download: bool, fetch: Callable[[], object]) -> None:
@@ -175,7 +201,6 @@ def _fetch(download: bool, fetch: Callable[[], object]) -> None:
 def _first_with(dirs: list[Path], files: list[str]) -> Path | None:
     """The first of ``dirs`` that holds every one of ``files``."""
     return next((d for d in dirs if all((d / f).is_file() for f in files)), None)
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,8 +236,9 @@ def subset_classes(data: ImageDataset, classes: list[int], flip: Sequence[int] =
     classes in `flip` mirrored left-right, train and test (Figure 3's flipped setting)."""
     bad = [c for c in (*classes, *flip) if not 0 <= c < data.num_classes]
     if bad or len(set(classes)) != len(classes) or not set(flip) <= set(classes):
-        raise UserError(f"classes {classes} (flip {list(flip)}) do not fit {data.name}'s "
-                        f"{data.num_classes} classes")
+        raise UserError(
+            f"classes {classes} (flip {list(flip)}) do not fit {data.name}'s {data.num_classes} classes"
+        )
 
     def pick(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         keep = torch.isin(y, torch.tensor(classes, device=y.device))
@@ -225,7 +251,12 @@ def subset_classes(data: ImageDataset, classes: list[int], flip: Sequence[int] =
         return x, new
 
     tag = "v".join(str(c) for c in classes) + "".join(f"-flip{c}" for c in flip)
-    return ImageDataset(f"{data.name}-{tag}", *pick(data.train_images, data.train_labels),
-                        *pick(data.test_images, data.test_labels),
-                        [data.class_names[c] for c in classes], data.mean, data.std,
-                        f"{data.source} [classes {tag}]")
+    return ImageDataset(
+        f"{data.name}-{tag}",
+        *pick(data.train_images, data.train_labels),
+        *pick(data.test_images, data.test_labels),
+        [data.class_names[c] for c in classes],
+        data.mean,
+        data.std,
+        f"{data.source} [classes {tag}]",
+    )

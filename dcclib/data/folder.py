@@ -58,8 +58,12 @@ def _tar_entries(tar_path: Path, split: str) -> list[Entry]:
                 parts = [p for p in m.name.split("/") if p not in ("", ".")]
                 if parts and parts[0] == split:
                     parts = parts[1:]
-                if (m.isfile() and len(parts) >= 2 and m.name.lower().endswith(IMAGE_EXTENSIONS)
-                        and not any(p[0] == "." for p in parts)):
+                if (
+                    m.isfile()
+                    and len(parts) >= 2
+                    and m.name.lower().endswith(IMAGE_EXTENSIONS)
+                    and not any(p[0] == "." for p in parts)
+                ):
                     f = tf.extractfile(m)
                     if f is not None:
                         entries.append((parts[0], "/".join(parts[1:]), f.read()))
@@ -79,8 +83,7 @@ def _decode(entry: Entry) -> np.ndarray:
         raise UserError(f"cannot read image {entry[0]}/{entry[1]}: {_one_line(exc)}") from None
 
 
-def _decode_all(folder: Path, splits: dict[str, list[Entry]], classes: list[str]
-                ) -> dict[str, np.ndarray]:
+def _decode_all(folder: Path, splits: dict[str, list[Entry]], classes: list[str]) -> dict[str, np.ndarray]:
     """Decode every image once (threads: PIL releases the GIL), check sizes, compute statistics."""
     index = {c: i for i, c in enumerate(classes)}
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -95,8 +98,10 @@ def _decode_all(folder: Path, splits: dict[str, list[Entry]], classes: list[str]
         images = np.empty((len(entries), *first.shape[:2], 3 if rgb else 1), np.uint8)
         for i, (e, a) in enumerate(zip(entries, decoded[s], strict=True)):
             if a.shape[:2] != first.shape[:2]:
-                raise UserError(f"image {s}/{e[0]}/{e[1]} is {a.shape[1]}x{a.shape[0]} but others "
-                                f"are {first.shape[1]}x{first.shape[0]}: resize all to one size")
+                raise UserError(
+                    f"image {s}/{e[0]}/{e[1]} is {a.shape[1]}x{a.shape[0]} but others "
+                    f"are {first.shape[1]}x{first.shape[0]}: resize all to one size"
+                )
             images[i] = a if a.ndim == 3 else a[..., None]
         out[f"{s}_images"] = images
         out[f"{s}_labels"] = np.array([index[e[0]] for e in entries], dtype=np.int64)
@@ -167,8 +172,12 @@ def _write_cache(folder: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
                 old.unlink(missing_ok=True)
 
 
-def load_folder(folder: Path, device: torch.device, name: str | None = None,
-                 stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> ImageDataset:
+def load_folder(
+    folder: Path,
+    device: torch.device,
+    name: str | None = None,
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+) -> ImageDataset:
     """An image folder; `name`/`stats` override the folder name and its computed statistics."""
     folder = folder.resolve()
     h = hashlib.sha256(f"dcc-image-cache {_CACHE_VERSION}\n".encode())
@@ -189,8 +198,10 @@ def load_folder(folder: Path, device: torch.device, name: str | None = None,
             st = (folder / f"{s}.tar.gz").stat()
             h.update(f"{s}.tar.gz\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     else:
-        raise UserError(f"{folder} holds neither train/<class>/ and test/<class>/ folders "
-                        "nor train.tar.gz and test.tar.gz")
+        raise UserError(
+            f"{folder} holds neither train/<class>/ and test/<class>/ folders "
+            "nor train.tar.gz and test.tar.gz"
+        )
     key = h.hexdigest()[:20]
     arrays = _read_cache(folder, key)
     if arrays is None:
@@ -202,7 +213,14 @@ def load_folder(folder: Path, device: torch.device, name: str | None = None,
         arrays = _decode_all(folder, splits, classes)
         _write_cache(folder, key, arrays)
     mean, std = stats or (tuple(arrays["mean"]), tuple(arrays["std"]))
-    return _make(name or folder.name, (arrays["train_images"], arrays["train_labels"]),
-                 (arrays["test_images"], arrays["test_labels"]),
-                 [str(c) for c in arrays["class_names"]], mean, std, str(folder), device,
-                 channels_last=True)
+    return _make(
+        name or folder.name,
+        (arrays["train_images"], arrays["train_labels"]),
+        (arrays["test_images"], arrays["test_labels"]),
+        [str(c) for c in arrays["class_names"]],
+        mean,
+        std,
+        str(folder),
+        device,
+        channels_last=True,
+    )

@@ -14,8 +14,18 @@ import torch
 from dcclib.data.dataset import STATS, ImageDataset, _fetch, _make, _one_line
 from dcclib.errors import UserError
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -23,27 +33,32 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with open(path, "rb") as f:
             gz = f.read(2) == b"\x1f\x8b"
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as exc:
         raise UserError(f"cannot read idx file {path}: {_one_line(exc)}") from None
     if len(data) < 4 or data[0] or data[1] or data[2] != 0x08 or len(data) < 4 + 4 * data[3]:
         raise UserError(f"{path} is not an idx file of unsigned bytes")
-    dims = struct.unpack(f">{data[3]}I", data[4:4 + 4 * data[3]])
+    dims = struct.unpack(f">{data[3]}I", data[4 : 4 + 4 * data[3]])
     body = np.frombuffer(data, np.uint8, offset=4 + 4 * data[3])
     if body.size != int(np.prod(dims)):
         raise UserError(f"{path} is truncated or corrupt: {body.size} bytes for shape {dims}")
     return body.reshape(dims).copy()
 
 
-_IDX_STEMS = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
-              "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+_IDX_STEMS = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
 
 
 def _find_idx_files(dirs: list[Path]) -> dict[str, Path] | None:
     for d in dirs:
-        found = {k: next((d / f for f in (n, n + ".gz") if (d / f).is_file()), None)
-                 for k, n in _IDX_STEMS.items()}
+        found = {
+            k: next((d / f for f in (n, n + ".gz") if (d / f).is_file()), None) for k, n in _IDX_STEMS.items()
+        }
         if all(found.values()):
             return found  # type: ignore[return-value]
     return None
@@ -63,17 +78,26 @@ def _load_idx_dataset(key: str, root: Path, device: torch.device, download: bool
         _fetch(download, lambda: _tv_mnist(tv_name, root))
         files = _find_idx_files(dirs[:1])
     if files is None:
-        raise UserError(f"{tv_name} not found under {root}: put the four idx files "
-                        f"(train-images-idx3-ubyte[.gz], ...) in {root / alias} "
-                        "or run once with network access so they can be downloaded")
+        raise UserError(
+            f"{tv_name} not found under {root}: put the four idx files "
+            f"(train-images-idx3-ubyte[.gz], ...) in {root / alias} "
+            "or run once with network access so they can be downloaded"
+        )
     a = {k: read_idx(p) for k, p in files.items()}
     for split in ("train", "test"):
         x, y = a[f"{split}_x"], a[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or (y.size and y.max() > 9):
             raise UserError(f"{files[split + '_x'].parent}: {split} idx files do not match")
     names = [str(i) for i in range(10)] if key == "mnist" else FASHION_CLASSES
-    return _make(key, (a["train_x"][:, None], a["train_y"]), (a["test_x"][:, None], a["test_y"]),
-                 names, *STATS[key], str(files["train_x"].parent.resolve()), device)
+    return _make(
+        key,
+        (a["train_x"][:, None], a["train_y"]),
+        (a["test_x"][:, None], a["test_y"]),
+        names,
+        *STATS[key],
+        str(files["train_x"].parent.resolve()),
+        device,
+    )
 
 
 def load_mnist(root: Path, device: torch.device, download: bool) -> ImageDataset:

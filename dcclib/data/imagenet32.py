@@ -17,16 +17,28 @@ from dcclib.data.dataset import ImageDataset, Loader, _make, _one_line
 from dcclib.errors import UserError
 
 IMAGENET_GROUPS = ("automobile", "terrier", "fish", "lizard", "truck", "insect")
-_NPZ_KEYS = ("train_images", "train_labels", "test_images", "test_labels", "wnids",
-             "class_names", "mean", "std", "group", "format_version")
+_NPZ_KEYS = (
+    "train_images",
+    "train_labels",
+    "test_images",
+    "test_labels",
+    "wnids",
+    "class_names",
+    "mean",
+    "std",
+    "group",
+    "format_version",
+)
 
 
 def load_group(name: str, root: Path, device: torch.device) -> ImageDataset:
     """A group file written by ``data_prep`` (uint8 NHWC images, labels, names, statistics)."""
     path = root / f"{name}.npz"
     if not path.is_file():
-        raise UserError(f"{name} not found at {path}: build it with `python -m data_prep "
-                        f"--src <ImageNet32 download> --out {root}`")
+        raise UserError(
+            f"{name} not found at {path}: build it with `python -m data_prep "
+            f"--src <ImageNet32 download> --out {root}`"
+        )
 
     def bad(why: str) -> UserError:
         return UserError(f"{path} is not a valid {name} file ({why}); rebuild it with data_prep")
@@ -55,11 +67,19 @@ def load_group(name: str, root: Path, device: torch.device) -> ImageDataset:
     for ok, why in checks:
         if not ok:
             raise bad(why)
-    if len(ytr) and (ytr.min() < 0 or ytr.max() >= c) or len(yte) and (yte.min() < 0
-                                                                      or yte.max() >= c):
+    if len(ytr) and (ytr.min() < 0 or ytr.max() >= c) or len(yte) and (yte.min() < 0 or yte.max() >= c):
         raise bad(f"labels outside 0..{c - 1}")
-    return _make(name, (xtr, ytr), (xte, yte), [str(s) for s in a["class_names"]],
-                 tuple(a["mean"]), tuple(a["std"]), str(path.resolve()), device, channels_last=True)
+    return _make(
+        name,
+        (xtr, ytr),
+        (xte, yte),
+        [str(s) for s in a["class_names"]],
+        tuple(a["mean"]),
+        tuple(a["std"]),
+        str(path.resolve()),
+        device,
+        channels_last=True,
+    )
 
 
 def match_group(key: str, root: Path) -> str | None:

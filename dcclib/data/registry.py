@@ -81,9 +81,12 @@ def default_data_root() -> Path:
     return Path(os.environ.get("DCC_DATA_ROOT") or "data").expanduser()
 
 
-def load_dataset(name: str | os.PathLike[str] | None = None,
-                 data_root: str | Path | None = None, device: str | torch.device = "cpu",
-                 download: bool = True) -> ImageDataset:
+def load_dataset(
+    name: str | os.PathLike[str] | None = None,
+    data_root: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    download: bool = True,
+) -> ImageDataset:
     """Load a named dataset (case-insensitive) or an image folder; None is the embedded MNIST.
 
     A known name wins over a same-named folder (pass ``./mnist`` for the folder). A folder is
@@ -103,5 +106,7 @@ def load_dataset(name: str | os.PathLike[str] | None = None,
     for cand in (Path(raw).expanduser(), root / raw):
         if raw and cand.is_dir():
             return load_folder(cand, dev)
-    raise UserError(f"unknown dataset '{raw}'; choose one of {', '.join(dataset_names())}, "
-                    "or give a folder with train/<class>/ and test/<class>/")
+    raise UserError(
+        f"unknown dataset '{raw}'; choose one of {', '.join(dataset_names())}, "
+        "or give a folder with train/<class>/ and test/<class>/"
+    )

@@ -31,8 +31,10 @@ def load_svhn(root: Path, device: torch.device, download: bool) -> ImageDataset:
         _fetch(download, lambda: _tv_svhn(dirs[0]))
     folder = _first_with(dirs, fnames)
     if folder is None:
-        raise UserError(f"SVHN not found under {root}: put train_32x32.mat and test_32x32.mat "
-                        f"in {dirs[0]} or run once with network access so they can be downloaded")
+        raise UserError(
+            f"SVHN not found under {root}: put train_32x32.mat and test_32x32.mat "
+            f"in {dirs[0]} or run once with network access so they can be downloaded"
+        )
     try:
         import scipy.io
     except ImportError:
@@ -48,5 +50,6 @@ def load_svhn(root: Path, device: torch.device, download: bool) -> ImageDataset:
             raise UserError(f"{folder / fname} does not hold SVHN images X [32,32,3,N] and labels y")
         y[y == 10] = 0
         out.append((x.transpose(3, 2, 0, 1), y))
-    return _make("svhn", out[0], out[1], [str(i) for i in range(10)], *STATS["svhn"],
-                 str(folder.resolve()), device)
+    return _make(
+        "svhn", out[0], out[1], [str(i) for i in range(10)], *STATS["svhn"], str(folder.resolve()), device
+    )

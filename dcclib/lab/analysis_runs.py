@@ -11,21 +11,27 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
 
 import dcclib
 from dcclib.analyses.alignment import FeatureNetConfig, feature_metrics, load_or_train_feature_network
-from dcclib.analyses.continual import ContinualConfig, ContinualResult, run_continual
+from dcclib.analyses.continual import ContinualConfig, ContinualResult, condenses, run_continual
 from dcclib.analyses.kernel_velocity import VelocityTrace, track_velocity
 from dcclib.condense import CondenseConfig, condense
 from dcclib.data import ImageDataset, dataset_identity
 from dcclib.runs import synthetic_metadata
+
+if TYPE_CHECKING:  # for the hints only (experiments does not import this module: no cycle)
+    from dcclib.lab.experiments import Lab
 
 
 # ---------------------------------------------------------------------------------------------
 # Figure 6: one point (a synthetic set under a feature network)
 # ---------------------------------------------------------------------------------------------
 def alignment_point(
-    lab,
+    lab: Lab,
     paper: str,
     method: str,
     ipc: int,
@@ -34,7 +40,7 @@ def alignment_point(
     cache_dir: str | Path,
     alpha: float = 2.0,
     t: float = 2.0,
-    **overrides,
+    **overrides: Any,
 ) -> dict | None:
     """One point of Figure 6 (a synthetic set under a feature network), from `lab`'s results
     store or computed now (the set via `lab.synthetic_set`, the network from the cache).
@@ -80,7 +86,7 @@ def alignment_point(
 # Figure 4: one kernel-velocity trace
 # ---------------------------------------------------------------------------------------------
 def velocity_experiment(
-    lab,
+    lab: Lab,
     paper: str,
     method: str,
     ipc: int,
@@ -88,7 +94,7 @@ def velocity_experiment(
     lag: int = 1,
     run: int = 0,
     schedule: dict | None = None,
-    **overrides,
+    **overrides: Any,
 ) -> tuple[VelocityTrace | None, CondenseConfig]:
     """Figure 4's trace for one method, from `lab`'s results store or computed now.
 
@@ -128,14 +134,24 @@ def velocity_experiment(
 # ---------------------------------------------------------------------------------------------
 # Figures 7/8: one continual-learning run (with its condensed memories)
 # ---------------------------------------------------------------------------------------------
-def _memory_set(lab, task: ImageDataset, method: str, ipc: int, run: int, overrides: dict):
+def _memory_set(
+    lab: Lab, task: ImageDataset, method: str, ipc: int, run: int, overrides: dict
+) -> tuple[Tensor, Tensor, dict]:
     """A task's condensed memory, stored like `Lab.set_config` stores a synthetic set."""
 
     cfg = lab.profile.condense_config(
         CondenseConfig(dataset=task.name, method=method, ipc=ipc, seed=lab.seed + run, **overrides)
     )
-    config = {"profile": lab.profile.name, "dataset": dataset_identity(task), "method": method, "ipc": ipc,
-              "run": run, "dcclib": dcclib.__version__, "kind": "condense", "config": asdict(cfg)}
+    config = {
+        "profile": lab.profile.name,
+        "dataset": dataset_identity(task),
+        "method": method,
+        "ipc": ipc,
+        "run": run,
+        "dcclib": dcclib.__version__,
+        "kind": "condense",
+        "config": asdict(cfg),
+    }
     record = lab.store.get(config)
     loaded = lab.store.load_set(config, record) if record is not None else None
     if loaded is not None:
@@ -143,15 +159,28 @@ def _memory_set(lab, task: ImageDataset, method: str, ipc: int, run: int, overri
         return loaded[0].to(task.device), loaded[1].to(task.device), config
     tic = time.perf_counter()
     out = condense(cfg, task, progress=lab.progress)
-    record = lab.store.put(config, {"seconds": time.perf_counter() - tic}, out.images, out.labels,
-                           synthetic_metadata(cfg, task), device=str(task.device))
-    lab.log.append(f"computed memory {record['key']} ({method}, {task.name}) "
-                   f"in {time.perf_counter() - tic:.1f} s")
+    record = lab.store.put(
+        config,
+        {"seconds": time.perf_counter() - tic},
+        out.images,
+        out.labels,
+        synthetic_metadata(cfg, task),
+        device=str(task.device),
+    )
+    lab.log.append(
+        f"computed memory {record['key']} ({method}, {task.name}) in {time.perf_counter() - tic:.1f} s"
+    )
     return out.images, out.labels, config
 
 
-def continual_experiment(lab, tasks: list[ImageDataset] | None, sequence: str, cfg: ContinualConfig,
-                         run: int = 0, **condense_overrides) -> ContinualResult | None:
+def continual_experiment(
+    lab: Lab,
+    tasks: list[ImageDataset] | None,
+    sequence: str,
+    cfg: ContinualConfig,
+    run: int = 0,
+    **condense_overrides: Any,
+) -> ContinualResult | None:
     """One run of one method on a loaded sequence, from `lab`'s results store or computed now.
 
     `tasks` None means the data are not here: only a stored result can be returned (or None).
@@ -161,22 +190,32 @@ def continual_experiment(lab, tasks: list[ImageDataset] | None, sequence: str, c
     cfg = replace(cfg, seed=lab.seed + run)
     cfg.check()
     tasks_key = [dataset_identity(t) for t in tasks] if tasks is not None else None
-    config = {"kind": "continual", "profile": lab.profile.name,
-              "dataset": {"name": sequence, **({"tasks": tasks_key} if tasks is not None else {})},
-              "continual": asdict(cfg), "condense": condense_overrides, "run": run,
-              "dcclib": dcclib.__version__}
+    config = {
+        "kind": "continual",
+        "profile": lab.profile.name,
+        "dataset": {"name": sequence, **({"tasks": tasks_key} if tasks is not None else {})},
+        "continual": asdict(cfg),
+        "condense": condense_overrides,
+        "run": run,
+        "dcclib": dcclib.__version__,
+    }
     if tasks is None:
         hits = lab.store.find_requested(config)
-        return ContinualResult(**{k: v for k, v in hits[-1]["result"].items() if k != "average"}) \
-            if hits else None
+        return (
+            ContinualResult(**{k: v for k, v in hits[-1]["result"].items() if k != "average"})
+            if hits
+            else None
+        )
     record = lab.store.get(config)
     if record is not None:
         lab.log.append(f"reused  continual run {record['key']} ({cfg.method}, run {run})")
         return ContinualResult(**{k: v for k, v in record["result"].items() if k != "average"})
     memories = None
-    if cfg.method in ("dsa", "dsac"):
-        memories = [_memory_set(lab, t, cfg.method, cfg.memory_per_class, run, condense_overrides)[:2]
-                    for t in tasks[:-1]]
+    if condenses(cfg.method):
+        memories = [
+            _memory_set(lab, t, cfg.method, cfg.memory_per_class, run, condense_overrides)[:2]
+            for t in tasks[:-1]
+        ]
     tic = time.perf_counter()
     result = run_continual(tasks, cfg, memories=memories)
     result.config["condense_overrides"] = condense_overrides

@@ -20,6 +20,7 @@ import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -35,7 +36,7 @@ from dcclib.errors import UserError
 from dcclib.evaluate import evaluate_set, random_subset
 from dcclib.lab import writers
 from dcclib.lab.cells import Cell, DataUse
-from dcclib.lab.paper_results import CONTRASTIVE, dataset_label  # noqa: F401  (dataset_label re-exported)
+from dcclib.lab.paper_results import dataset_label  # noqa: F401  (re-exported)
 from dcclib.lab.profiles import Profile, get_profile
 from dcclib.lab.store import ResultStore, config_key
 from dcclib.lab.views import (  # noqa: F401  re-exported: notebooks may import all helpers from here
@@ -46,10 +47,15 @@ from dcclib.lab.views import (  # noqa: F401  re-exported: notebooks may import 
     rounded,
     wide_view,
 )
+from dcclib.methods import CONDENSATION_METHODS, CONTRASTIVE_METHODS, get_method
 from dcclib.runs import synthetic_metadata
 from dcclib.runtime import resolve_device
 
-METHODS = ("random", "dc", "dsa", "dcc", "dsac")
+if TYPE_CHECKING:  # for the hints only
+    from matplotlib.figure import Figure
+
+# What a Lab set can be: the Random subset (`random_subset`) or a condensed set (`condense`).
+METHODS = ("random", *CONDENSATION_METHODS)
 # Smoke numbers are checked by nbval; CPU results depend on the thread count (the partition of
 # reductions), so profile smoke fixes it. Other profiles keep torch's default.
 SMOKE_THREADS = 2
@@ -58,10 +64,19 @@ SMOKE_THREADS = 2
 class Lab:
     """The settings of one notebook run, its data, its results store and its output folder."""
 
-    def __init__(self, notebook: str, profile: str | Profile = "smoke", device: str | None = None,
-                 data_root: str | None = None, stand_in: str | None = "auto", seed: int = 0,
-                 results_dir: str | None = None, output_dir: str | None = None,
-                 progress: bool = False, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        notebook: str,
+        profile: str | Profile = "smoke",
+        device: str | None = None,
+        data_root: str | None = None,
+        stand_in: str | None = "auto",
+        seed: int = 0,
+        results_dir: str | None = None,
+        output_dir: str | None = None,
+        progress: bool = False,
+        threads: int | None = None,
+    ) -> None:
         self.notebook = notebook
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         threads = threads or (SMOKE_THREADS if self.profile.name == "smoke" else None)
@@ -83,9 +98,11 @@ class Lab:
         """One line for every notebook's output: profile, device, runs, networks, seed."""
         p = self.profile
         epochs = p.eval_epochs if p.eval_epochs is not None else "protocol"
-        return (f"profile {p.name} | device {self.device.type} | runs per cell {p.num_runs} | "
-                f"networks per run {p.num_nets} | evaluation epochs {epochs} | seed {self.seed} | "
-                f"stand-in rule {self.stand_in!r} | dcclib {dcclib.__version__}")
+        return (
+            f"profile {p.name} | device {self.device.type} | runs per cell {p.num_runs} | "
+            f"networks per run {p.num_nets} | evaluation epochs {epochs} | seed {self.seed} | "
+            f"stand-in rule {self.stand_in!r} | dcclib {dcclib.__version__}"
+        )
 
     def plan(self, smoke: dict, **full: list) -> dict:
         """What the notebook runs: the paper's lists `full`, restricted at profile smoke to `smoke`."""
@@ -100,9 +117,11 @@ class Lab:
         """Machine-specific facts (paths, threads, versions): for an output nbval ignores."""
         from dcclib.io import library_versions
 
-        return (f"results store: {self.store.root}\noutputs: {self.output_dir}\n"
-                f"data root: {self.data_root}\ntorch threads: {torch.get_num_threads()}\n"
-                f"versions: {library_versions()}")
+        return (
+            f"results store: {self.store.root}\noutputs: {self.output_dir}\n"
+            f"data root: {self.data_root}\ntorch threads: {torch.get_num_threads()}\n"
+            f"versions: {library_versions()}"
+        )
 
     def stand_in_for(self, paper: str) -> str:
         if self.stand_in == "auto":
@@ -144,12 +163,17 @@ class Lab:
     def _dataset_key(self, use: DataUse) -> dict:
         return dataset_identity(self.data(use.name)) if use.available else {"name": use.name}
 
-    def set_config(self, use: DataUse, method: str, ipc: int, run: int, **overrides) -> dict:
+    def set_config(self, use: DataUse, method: str, ipc: int, run: int, **overrides: Any) -> dict:
         """The full config of one synthetic (or Random) set: the store key of the set."""
-        if method not in METHODS:
-            raise UserError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}")
-        base = {"profile": self.profile.name, "dataset": self._dataset_key(use), "method": method,
-                "ipc": ipc, "run": run, "dcclib": dcclib.__version__}
+        get_method(method, METHODS)  # a UserError naming the known ones
+        base = {
+            "profile": self.profile.name,
+            "dataset": self._dataset_key(use),
+            "method": method,
+            "ipc": ipc,
+            "run": run,
+            "dcclib": dcclib.__version__,
+        }
         if method == "random":
             return {**base, "kind": "select", "seed": self.seed + run}
         cfg = CondenseConfig(dataset=use.name, method=method, ipc=ipc, seed=self.seed + run, **overrides)
@@ -158,19 +182,27 @@ class Lab:
     def eval_config(self, set_config: dict, model: str, run: int) -> dict:
         """The full config of evaluating one set with `model`: the store key of the accuracies."""
         ev = self.profile.eval_config((model,), seed=self.seed + run)
-        return {"kind": "evaluate", "profile": self.profile.name, "dataset": set_config["dataset"],
-                "set": set_config, "eval": asdict(ev), "dcclib": dcclib.__version__}
+        return {
+            "kind": "evaluate",
+            "profile": self.profile.name,
+            "dataset": set_config["dataset"],
+            "set": set_config,
+            "eval": asdict(ev),
+            "dcclib": dcclib.__version__,
+        }
 
     # ------------------------------------------------------------------------- computing
-    def synthetic_set(self, paper: str, method: str, ipc: int, run: int = 0, **overrides
-                      ) -> tuple[torch.Tensor, torch.Tensor, ImageDataset]:
+    def synthetic_set(
+        self, paper: str, method: str, ipc: int, run: int = 0, **overrides: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, ImageDataset]:
         """One synthetic (or Random) set, from the store or computed now; needs the data."""
         use = self.use(paper)
         data = self.data(use.name)
         return (*self._set(self.set_config(use, method, ipc, run, **overrides), data), data)
 
-    def initial_set(self, paper: str, method: str, ipc: int, run: int = 0, **overrides
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def initial_set(
+        self, paper: str, method: str, ipc: int, run: int = 0, **overrides: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The real images a condensation run starts from (seeded, as `condense` draws them)."""
         use = self.use(paper)
         config = self.set_config(use, method, ipc, run, **overrides)
@@ -188,8 +220,14 @@ class Lab:
         tic = time.perf_counter()
         if config["kind"] == "select":
             images, labels = random_subset(data, config["ipc"], config["seed"])
-            meta = {"dataset": data.name, "class_names": data.class_names, "mean": list(data.mean),
-                    "std": list(data.std), "method": "random", "ipc": config["ipc"]}
+            meta = {
+                "dataset": data.name,
+                "class_names": data.class_names,
+                "mean": list(data.mean),
+                "std": list(data.std),
+                "method": "random",
+                "ipc": config["ipc"],
+            }
             result: dict = {}
         else:
             cfg = CondenseConfig(**config["config"])
@@ -198,19 +236,24 @@ class Lab:
             resume = run_dir is not None and (run_dir / "checkpoint.safetensors").is_file()
             out = condense(cfg, data, run_dir=run_dir, resume=resume, progress=self.progress)
             images, labels, meta = out.images, out.labels, synthetic_metadata(cfg, data)
-            result = {"final_loss": out.metrics[-1]["loss"] if out.metrics else None,
-                      "outer_iterations": len(out.metrics)}
+            result = {
+                "final_loss": out.metrics[-1]["loss"] if out.metrics else None,
+                "outer_iterations": len(out.metrics),
+            }
             if run_dir is not None:
                 shutil.rmtree(run_dir, ignore_errors=True)
         seconds = time.perf_counter() - tic
-        record = self.store.put(config, {**result, "seconds": seconds}, images, labels, meta,
-                                device=str(data.device))
-        self.log.append(f"computed set {record['key']} ({config['method']}, ipc {config['ipc']}) "
-                        f"in {seconds:.1f} s")
+        record = self.store.put(
+            config, {**result, "seconds": seconds}, images, labels, meta, device=str(data.device)
+        )
+        self.log.append(
+            f"computed set {record['key']} ({config['method']}, ipc {config['ipc']}) in {seconds:.1f} s"
+        )
         return images, labels
 
-    def _evaluation(self, use: DataUse, method: str, ipc: int, model: str, run: int,
-                    overrides: dict) -> tuple[dict | None, str]:
+    def _evaluation(
+        self, use: DataUse, method: str, ipc: int, model: str, run: int, overrides: dict
+    ) -> tuple[dict | None, str]:
         set_cfg = self.set_config(use, method, ipc, run, **overrides)
         config = self.eval_config(set_cfg, model, run)
         if not use.available:  # no data here: only what another machine stored can be shown
@@ -230,18 +273,27 @@ class Lab:
         (res,) = evaluate_set(images, labels, data, method, ev, progress=self.progress)
         seconds = time.perf_counter() - tic
         record = self.store.put(config, {**res.as_dict(), "seconds": seconds}, device=str(data.device))
-        self.log.append(f"computed evaluation {record['key']} ({method}, ipc {ipc}, {model}) "
-                        f"in {seconds:.1f} s")
+        self.log.append(
+            f"computed evaluation {record['key']} ({method}, ipc {ipc}, {model}) in {seconds:.1f} s"
+        )
         return record, ""
 
-    def cell(self, table: str, paper: str, method: str, ipc: int, model: str = "convnet",
-             paper_ipc: int | None = None, **overrides) -> Cell:
+    def cell(
+        self,
+        table: str,
+        paper: str,
+        method: str,
+        ipc: int,
+        model: str = "convnet",
+        paper_ipc: int | None = None,
+        **overrides: Any,
+    ) -> Cell:
         """All runs x networks of one table cell (empty when the data are missing and unstored).
 
         `overrides` are CondenseConfig fields (e.g. warmup="none"); `paper_ipc` names the
         paper's img/cls when it differs from `ipc` (then the cell is not compared)."""
         use = self.use(paper)
-        warmup = overrides.get("warmup", "bilevel") if method in CONTRASTIVE else "-"
+        warmup = overrides.get("warmup", "bilevel") if method in CONTRASTIVE_METHODS else "-"
         cell = Cell(table, use, method, ipc, model, warmup, paper_ipc=paper_ipc)
         for run in range(self.profile.num_runs):
             record, source = self._evaluation(use, method, ipc, model, run, overrides)
@@ -257,13 +309,20 @@ class Lab:
         """Ours next to the paper's number, with the difference (empty for a stand-in)."""
         return comparison_frame(cells, self.profile.name)
 
-    def save_table(self, df: pd.DataFrame, name: str, title: str, view: pd.DataFrame | None = None,
-                   data: list[str] | None = None) -> list[Path]:
+    def save_table(
+        self,
+        df: pd.DataFrame,
+        name: str,
+        title: str,
+        view: pd.DataFrame | None = None,
+        data: list[str] | None = None,
+    ) -> list[Path]:
         """Write `df` as CSV and `view` (or `df`) as Markdown under <output>/tables, with labels."""
-        return writers.write_table(df, view if view is not None else df, self._stem(name), title,
-                                   self._meta(data))
+        return writers.write_table(
+            df, view if view is not None else df, self._stem(name), title, self._meta(data)
+        )
 
-    def save_figure(self, fig, name: str, title: str, data: list[str] | None = None) -> list[Path]:
+    def save_figure(self, fig: Figure, name: str, title: str, data: list[str] | None = None) -> list[Path]:
         """Write `fig` as PNG and SVG under <output>/figures, with labels."""
         return writers.write_figure(fig, self._stem(name), title, self._meta(data))
 
@@ -272,5 +331,10 @@ class Lab:
 
     def _meta(self, data: list[str] | None) -> dict:
         labels = data if data is not None else sorted({u.label for u in self._uses.values()})
-        return {"notebook": self.notebook, "profile": self.profile.name, "device": self.device.type,
-                "data": labels, "output_dir": str(self.output_dir)}
+        return {
+            "notebook": self.notebook,
+            "profile": self.profile.name,
+            "device": self.device.type,
+            "data": labels,
+            "output_dir": str(self.output_dir),
+        }

@@ -18,24 +18,43 @@ from functools import cache
 import pandas as pd
 
 from dcclib.errors import UserError
+from dcclib.methods import CONTRASTIVE_METHODS, LABELS
 
-COLUMNS = ["table", "dataset", "dataset_label", "ipc", "method", "method_label", "model", "warmup",
-           "mean", "std"]
+COLUMNS = [
+    "table",
+    "dataset",
+    "dataset_label",
+    "ipc",
+    "method",
+    "method_label",
+    "model",
+    "warmup",
+    "mean",
+    "std",
+]
 
 DATASET_LABELS = {
-    "svhn": "SVHN", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "mnist": "MNIST",
-    "fashionmnist": "FashionMNIST", "embedded-mnist": "embedded MNIST",
-    "imagenet32-automobile": "Automobile", "imagenet32-terrier": "Terrier", "imagenet32-fish": "Fish",
-    "imagenet32-lizard": "Lizard", "imagenet32-truck": "Truck", "imagenet32-insect": "Insect",
+    "svhn": "SVHN",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "mnist": "MNIST",
+    "fashionmnist": "FashionMNIST",
+    "embedded-mnist": "embedded MNIST",
+    "imagenet32-automobile": "Automobile",
+    "imagenet32-terrier": "Terrier",
+    "imagenet32-fish": "Fish",
+    "imagenet32-lizard": "Lizard",
+    "imagenet32-truck": "Truck",
+    "imagenet32-insect": "Insect",
 }
-METHOD_LABELS = {
-    "random": "Random", "cscore": "C-score", "grand": "GraNd", "el2n": "EL2N", "kip": "KIP",
-    "dc": "DC", "dsa": "DSA", "dcc": "DCC", "dsac": "DSAC", "whole": "Whole dataset",
+MODEL_LABELS = {
+    "convnet": "ConvNet",
+    "lenet": "LeNet",
+    "alexnet": "AlexNet",
+    "vgg11": "VGG",
+    "resnet18": "ResNet",
 }
-MODEL_LABELS = {"convnet": "ConvNet", "lenet": "LeNet", "alexnet": "AlexNet", "vgg11": "VGG",
-                "resnet18": "ResNet"}
 WARMUP_LABELS = {"none": "None", "inner": "Simple", "bilevel": "Proposed", "-": "-"}
-CONTRASTIVE = ("dcc", "dsac")  # the methods for which the warm-up setting exists
 
 # --------------------------------------------------------------------------------------------
 # Table 1: fine-grained ImageNet32 subsets, ConvNet, mean over 100 runs (no std in the paper).
@@ -154,16 +173,30 @@ def _value(cell: str) -> tuple[float, float] | None:
     return float(mean), float(std) if std else math.nan
 
 
-def _row(table: str, dataset: str, ipc: int | None, method: str, value: tuple[float, float] | None,
-         model: str = "convnet", warmup: str | None = None) -> dict | None:
+def _row(
+    table: str,
+    dataset: str,
+    ipc: int | None,
+    method: str,
+    value: tuple[float, float] | None,
+    model: str = "convnet",
+    warmup: str | None = None,
+) -> dict | None:
     if value is None:
         return None
     if warmup is None:
-        warmup = "bilevel" if method in CONTRASTIVE else "-"
+        warmup = "bilevel" if method in CONTRASTIVE_METHODS else "-"
     return {
-        "table": table, "dataset": dataset, "dataset_label": DATASET_LABELS[dataset], "ipc": ipc,
-        "method": method, "method_label": METHOD_LABELS[method], "model": model, "warmup": warmup,
-        "mean": value[0], "std": value[1],
+        "table": table,
+        "dataset": dataset,
+        "dataset_label": DATASET_LABELS[dataset],
+        "ipc": ipc,
+        "method": method,
+        "method_label": LABELS[method],
+        "model": model,
+        "warmup": warmup,
+        "mean": value[0],
+        "std": value[1],
     }
 
 
@@ -175,8 +208,9 @@ def _frame(rows: list[dict | None]) -> pd.DataFrame:
 @cache
 def _table1() -> pd.DataFrame:
     head, rows = _rows(_TABLE1)
-    return _frame([_row("table1", r[0], int(r[1]), m, _value(v))
-                   for r in rows for m, v in zip(head[2:], r[2:])])
+    return _frame(
+        [_row("table1", r[0], int(r[1]), m, _value(v)) for r in rows for m, v in zip(head[2:], r[2:])]
+    )
 
 
 @cache
@@ -191,22 +225,37 @@ def _table2() -> pd.DataFrame:
 @cache
 def _table3() -> pd.DataFrame:
     head, rows = _rows(_TABLE3)
-    return _frame([_row("table3", "cifar10", 50, r[0], _value(v), model=m)
-                   for r in rows for m, v in zip(head[1:], r[1:])])
+    return _frame(
+        [
+            _row("table3", "cifar10", 50, r[0], _value(v), model=m)
+            for r in rows
+            for m, v in zip(head[1:], r[1:])
+        ]
+    )
 
 
 @cache
 def _table4() -> pd.DataFrame:
     head, rows = _rows(_TABLE4)
-    return _frame([_row("table4", r[0], int(ipc), r[1], _value(v), warmup=r[2])
-                   for r in rows for ipc, v in zip(head[3:], r[3:])])
+    return _frame(
+        [
+            _row("table4", r[0], int(ipc), r[1], _value(v), warmup=r[2])
+            for r in rows
+            for ipc, v in zip(head[3:], r[3:])
+        ]
+    )
 
 
 @cache
 def _table5() -> pd.DataFrame:
     head, rows = _rows(_TABLE5)
-    return _frame([_row("table5", r[0], int(r[2]), r[1], _value(v), warmup=w)
-                   for r in rows for w, v in zip(head[3:], r[3:])])
+    return _frame(
+        [
+            _row("table5", r[0], int(r[2]), r[1], _value(v), warmup=w)
+            for r in rows
+            for w, v in zip(head[3:], r[3:])
+        ]
+    )
 
 
 @cache
@@ -220,8 +269,14 @@ def _dc_dsa_reference() -> pd.DataFrame:
     return _frame(out)
 
 
-_TABLES = {"table1": _table1, "table2": _table2, "table3": _table3, "table4": _table4,
-           "table5": _table5, "dc_dsa_reference": _dc_dsa_reference}
+_TABLES = {
+    "table1": _table1,
+    "table2": _table2,
+    "table3": _table3,
+    "table4": _table4,
+    "table5": _table5,
+    "dc_dsa_reference": _dc_dsa_reference,
+}
 
 
 def paper_table(name: str) -> pd.DataFrame:
@@ -232,15 +287,21 @@ def paper_table(name: str) -> pd.DataFrame:
         raise UserError(f"unknown paper table '{name}'; choose one of: {', '.join(_TABLES)}") from None
 
 
-def paper_value(table: str, dataset: str, ipc: int | None, method: str, model: str = "convnet",
-                warmup: str | None = None) -> tuple[float, float] | None:
+def paper_value(
+    table: str, dataset: str, ipc: int | None, method: str, model: str = "convnet", warmup: str | None = None
+) -> tuple[float, float] | None:
     """(mean, std) of one cell of a paper table, or None when the paper reports none."""
     if warmup is None:
-        warmup = "bilevel" if method in CONTRASTIVE else "-"
+        warmup = "bilevel" if method in CONTRASTIVE_METHODS else "-"
     df = paper_table(table)
     ipc_match = df["ipc"].isna() if ipc is None else df["ipc"] == ipc
-    hit = df[(df["dataset"] == dataset) & ipc_match & (df["method"] == method)
-             & (df["model"] == model) & (df["warmup"] == warmup)]
+    hit = df[
+        (df["dataset"] == dataset)
+        & ipc_match
+        & (df["method"] == method)
+        & (df["model"] == model)
+        & (df["warmup"] == warmup)
+    ]
     if hit.empty:
         return None
     return float(hit["mean"].iloc[0]), float(hit["std"].iloc[0])

@@ -49,18 +49,24 @@ def write_index(out: Path) -> Path:
     recs = _records(out)
     runs = [r for r in recs if r["kind"] == "run"]
     lines = [
-        "# Reports", "",
+        "# Reports",
+        "",
         "Written by `python -m dcclib.lab.reports` (`make reports`). Each entry names the profile it ran",
         "at, the device and the data it used. At profile `smoke` the data are stand-ins (the embedded",
         "MNIST digits) and the loops are tiny: those numbers show that the pipeline runs; they are",
-        "not reproductions of the paper, and their difference to the paper is left empty.", "",
-        "## Notebooks", "",
-        "| notebook | profile | device | status | seconds | parameters |", "|---|---|---|---|---|---|",
+        "not reproductions of the paper, and their difference to the paper is left empty.",
+        "",
+        "## Notebooks",
+        "",
+        "| notebook | profile | device | status | seconds | parameters |",
+        "|---|---|---|---|---|---|",
     ]
     for r in runs:
         params = ", ".join(f"{k}={v}" for k, v in r["parameters"].items()) or "defaults"
-        lines.append(f"| [{r['notebook']}]({r['files'][0]}) | {r['profile']} | {r['device']} | "
-                     f"{r['status']} | {r['seconds']:.0f} | {params} |")
+        lines.append(
+            f"| [{r['notebook']}]({r['files'][0]}) | {r['profile']} | {r['device']} | "
+            f"{r['status']} | {r['seconds']:.0f} | {params} |"
+        )
     for kind, heading in (("table", "Tables"), ("figure", "Figures")):
         lines += ["", f"## {heading}", ""]
         for r in (r for r in recs if r["kind"] == kind):
@@ -112,9 +118,15 @@ def select(notebooks: list[Path], only: str | None) -> list[Path]:
     return chosen
 
 
-def run(profile: str = "smoke", only: str | None = None, parameters: dict | None = None,
-        output: Path | None = None, results: Path | None = None, update_notebooks: bool = False,
-        notebooks: Path | None = None) -> list[dict]:
+def run(
+    profile: str = "smoke",
+    only: str | None = None,
+    parameters: dict | None = None,
+    output: Path | None = None,
+    results: Path | None = None,
+    update_notebooks: bool = False,
+    notebooks: Path | None = None,
+) -> list[dict]:
     """Execute the notebooks; returns one record per notebook (status, seconds)."""
     import papermill
 
@@ -137,8 +149,14 @@ def run(profile: str = "smoke", only: str | None = None, parameters: dict | None
         tic, status = time.perf_counter(), "ok"
         partial = out / f".{nb.stem}.partial.ipynb"  # papermill saves as it goes: rename at the end
         try:
-            papermill.execute_notebook(str(nb), str(partial), parameters=params, kernel_name="python3",
-                                       cwd=str(src), progress_bar=False)
+            papermill.execute_notebook(
+                str(nb),
+                str(partial),
+                parameters=params,
+                kernel_name="python3",
+                cwd=str(src),
+                progress_bar=False,
+            )
         except papermill.PapermillExecutionError as exc:
             status = f"failed: {exc.ename}: {exc.evalue}"[:200]
         if partial.exists():
@@ -149,10 +167,17 @@ def run(profile: str = "smoke", only: str | None = None, parameters: dict | None
             _strip_execution_metadata(nb)
         from dcclib.runtime import resolve_device
 
-        rec = {"kind": "run", "notebook": nb.stem, "files": [target.name], "profile": profile,
-               "device": params.get("device") or resolve_device(PROFILES[profile].device).type,
-               "parameters": params, "status": status, "seconds": seconds,
-               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        rec = {
+            "kind": "run",
+            "notebook": nb.stem,
+            "files": [target.name],
+            "profile": profile,
+            "device": params.get("device") or resolve_device(PROFILES[profile].device).type,
+            "parameters": params,
+            "status": status,
+            "seconds": seconds,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         io.write_json(out / "meta" / f"{nb.stem}.run.json", rec)
         print(f"[reports] {nb.stem}: {status} in {seconds:.0f} s", flush=True)
         done.append(rec)
@@ -177,12 +202,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 03,04")
     ap.add_argument("--data-root", help="folder with the datasets (passed as data_root)")
     ap.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the profile's)")
-    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="any other notebook parameter (repeatable), e.g. --param 'ipcs=[1,10]'")
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other notebook parameter (repeatable), e.g. --param 'ipcs=[1,10]'",
+    )
     ap.add_argument("--output", type=Path, help=f"output folder (default reports/ or ${REPORTS_ENV})")
     ap.add_argument("--results", type=Path, help=f"results store (default results/ or ${RESULTS_ENV})")
-    ap.add_argument("--update-notebooks", action="store_true",
-                    help="also save the executed smoke notebooks into notebooks/ (nbval references)")
+    ap.add_argument(
+        "--update-notebooks",
+        action="store_true",
+        help="also save the executed smoke notebooks into notebooks/ (nbval references)",
+    )
     args = ap.parse_args(argv)
     try:
         params = dict(_parse_param(p) for p in args.param)
@@ -197,8 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failed = [d["notebook"] for d in done if d["status"] != "ok"]
     tail = f"; FAILED: {', '.join(failed)}" if failed else ""
-    print(f"[reports] {len(done)} notebooks in {time.perf_counter() - tic:.0f} s; "
-          f"index: {default_reports_dir() / 'index.md'}{tail}")
+    print(
+        f"[reports] {len(done)} notebooks in {time.perf_counter() - tic:.0f} s; "
+        f"index: {default_reports_dir() / 'index.md'}{tail}"
+    )
     return 1 if failed else 0
 
 

@@ -120,8 +120,15 @@ class ResultStore:
             return None
         return record
 
-    def put(self, config: dict, result: dict, images: torch.Tensor | None = None,
-            labels: torch.Tensor | None = None, meta: dict | None = None, **extra: Any) -> dict:
+    def put(
+        self,
+        config: dict,
+        result: dict,
+        images: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        meta: dict | None = None,
+        **extra: Any,
+    ) -> dict:
         """Save `result` under `config` (and the set, if given and small enough); returns the record."""
         path = self.path(config)
         tensors = None

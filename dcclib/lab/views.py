@@ -8,13 +8,19 @@ difference only where the comparison means something: the paper's data, the pape
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
 from dcclib.data import ImageDataset
 from dcclib.lab.cells import Cell
-from dcclib.lab.paper_results import METHOD_LABELS, MODEL_LABELS, WARMUP_LABELS, dataset_label, paper_value
+from dcclib.lab.paper_results import MODEL_LABELS, WARMUP_LABELS, dataset_label, paper_value
+from dcclib.methods import LABELS
+
+if TYPE_CHECKING:  # for the hints only
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def comparison_frame(cells: list[Cell], profile: str) -> pd.DataFrame:
@@ -33,15 +39,26 @@ def comparison_frame(cells: list[Cell], profile: str) -> pd.DataFrame:
             notes.append("not run: data missing" if not c.use.available else "no result")
         if c.source:
             notes.append(c.source)
-        rows.append({
-            "table": c.table, "profile": profile, "dataset": dataset_label(c.use.paper),
-            "data used": c.use.label, "ipc": c.ipc, "method": METHOD_LABELS[c.method],
-            "model": MODEL_LABELS.get(c.model, c.model), "warm-up": WARMUP_LABELS[c.warmup],
-            "ours": c.mean, "ours std": c.std, "runs": c.runs, "n": len(c.accuracies),
-            "paper": p_mean, "paper std": p_std,
-            "difference": c.mean - p_mean if comparable and c.accuracies else math.nan,
-            "note": "; ".join(notes),
-        })
+        rows.append(
+            {
+                "table": c.table,
+                "profile": profile,
+                "dataset": dataset_label(c.use.paper),
+                "data used": c.use.label,
+                "ipc": c.ipc,
+                "method": LABELS[c.method],
+                "model": MODEL_LABELS.get(c.model, c.model),
+                "warm-up": WARMUP_LABELS[c.warmup],
+                "ours": c.mean,
+                "ours std": c.std,
+                "runs": c.runs,
+                "n": len(c.accuracies),
+                "paper": p_mean,
+                "paper std": p_std,
+                "difference": c.mean - p_mean if comparable and c.accuracies else math.nan,
+                "note": "; ".join(notes),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -64,27 +81,31 @@ def rounded(df: pd.DataFrame, decimals: int = 1) -> pd.DataFrame:
 
 def wide_view(df: pd.DataFrame, index: list[str], columns: str) -> pd.DataFrame:
     """A paper-shaped view: each cell 'ours ± std · paper P (Δ d)'; Δ only where comparable."""
-    def cell(r) -> str:
+
+    def cell(r: pd.Series) -> str:
         text = f"{_fmt(r['ours'])} ± {_fmt(r['ours std'])}" if not math.isnan(r["ours"]) else "-"
         if not math.isnan(r["paper"]):
             text += f" · paper {_fmt(r['paper'], 2 if round(r['paper'], 1) != r['paper'] else 1)}"
         if not math.isnan(r["difference"]):
             text += f" (Δ {_fmt(r['difference'], sign=True)})"
         return text
+
     view = df.assign(value=[cell(r) for _, r in df.iterrows()])
     out = view.pivot_table(index=index, columns=columns, values="value", aggfunc="first", sort=False)
     out.columns.name = None
     return out.reset_index()
 
 
-def image_grid(ax, images: torch.Tensor, data: ImageDataset, per_row: int, title: str = "") -> None:
+def image_grid(ax: Axes, images: torch.Tensor, data: ImageDataset, per_row: int, title: str = "") -> None:
     """Show class-blocked images on `ax`, one class per row (denormalised to pixels)."""
     from torchvision.utils import make_grid
 
-    grid = make_grid(data.denormalise(images.detach().float().cpu()), nrow=per_row, padding=1,
-                     pad_value=1.0)
-    ax.imshow(grid.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if grid.shape[0] == 1 else None,
-              interpolation="nearest")
+    grid = make_grid(data.denormalise(images.detach().float().cpu()), nrow=per_row, padding=1, pad_value=1.0)
+    ax.imshow(
+        grid.permute(1, 2, 0).squeeze(-1).numpy(),
+        cmap="gray" if grid.shape[0] == 1 else None,
+        interpolation="nearest",
+    )
     ax.set_title(title)
     ax.axis("off")
 
@@ -100,7 +121,7 @@ def half_shares(change: torch.Tensor, labels: torch.Tensor, num_classes: int) ->
     return out
 
 
-def plot_comparison(df: pd.DataFrame, x: str = "method", hue: str = "ipc", title: str = ""):
+def plot_comparison(df: pd.DataFrame, x: str = "method", hue: str = "ipc", title: str = "") -> Figure:
     """Bars of our accuracies (one panel per paper dataset); the paper's number as a black
     marker only where the comparison is meaningful (not for stand-ins). Returns the figure."""
     import matplotlib.pyplot as plt
@@ -116,8 +137,9 @@ def plot_comparison(df: pd.DataFrame, x: str = "method", hue: str = "ipc", title
             ax.text(0.5, 0.5, "not run (data missing)", ha="center", va="center", transform=ax.transAxes)
         else:
             hue_order = list(dict.fromkeys(ran[hue]))
-            sns.barplot(data=ran, x=x, y="ours", hue=hue, hue_order=hue_order, ax=ax, palette="crest",
-                        errorbar=None)
+            sns.barplot(
+                data=ran, x=x, y="ours", hue=hue, hue_order=hue_order, ax=ax, palette="crest", errorbar=None
+            )
             # the paper's number on top of the matching bar (bars sit around their category's index)
             paper = {(str(r[x]), r[hue]): r["paper"] for _, r in ran.dropna(subset=["difference"]).iterrows()}
             ticks = [t.get_text() for t in ax.get_xticklabels()]

@@ -32,9 +32,13 @@ def default_reports_dir() -> Path:
 
 # ------------------------------------------------------------------------------------- writers
 def _record(out: Path, stem: str, kind: str, title: str, files: list[Path], meta: dict) -> None:
-    rec = {"kind": kind, "title": title, "files": [str(f.relative_to(out)) for f in files],
-           **{k: v for k, v in meta.items() if k != "output_dir"},
-           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rec = {
+        "kind": kind,
+        "title": title,
+        "files": [str(f.relative_to(out)) for f in files],
+        **{k: v for k, v in meta.items() if k != "output_dir"},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     io.write_json(out / "meta" / f"{stem}.{kind}.json", rec)
 
 
@@ -62,8 +66,13 @@ def write_figure(fig: Figure, stem: str, title: str, meta: dict) -> list[Path]:
     for fmt in ("png", "svg"):
         path = out / "figures" / f"{stem}.{fmt}"
         with io.atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight",
-                        metadata={"Date": None} if fmt == "svg" else None)
+            fig.savefig(
+                tmp,
+                format=fmt,
+                dpi=150,
+                bbox_inches="tight",
+                metadata={"Date": None} if fmt == "svg" else None,
+            )
         paths.append(path)
     _record(out, stem, "figure", title, paths, meta)
     return paths
