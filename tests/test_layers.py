@@ -146,3 +146,41 @@ def test_the_checks_catch_a_violation_and_a_cycle(tmp_path):
     assert layer_violations(g) == ["dcclib.core_a (core) imports dcclib.lab.views (lab)"]
     cycle = find_cycle(g)
     assert cycle is not None and set(cycle) == {"dcclib.lab.views", "dcclib.lab.cells"}
+
+
+def public_functions_without_hints(root: Path, packages: tuple[str, ...]) -> list[str]:
+    """Module-level functions and methods of public classes whose name does not start with `_`
+    (dunders included) that lack a parameter or return annotation."""
+
+    def visit(node: ast.AST, where: str, owner: str | None, gaps: list[str]) -> None:
+        for n in ast.iter_child_nodes(node):
+            if isinstance(n, ast.ClassDef) and not n.name.startswith("_"):
+                visit(n, where, n.name, gaps)
+            if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if n.name.startswith("_") and not n.name.endswith("__"):
+                continue
+            a = n.args
+            params = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
+            bare = [p.arg for p in params if p and p.annotation is None and p.arg not in ("self", "cls")]
+            if bare or (n.returns is None and n.name != "__init__"):
+                gaps.append(f"{where}:{n.lineno} {owner + '.' if owner else ''}{n.name}")
+
+    gaps: list[str] = []
+    for pkg in packages:
+        for path in sorted((root / pkg).rglob("*.py")):
+            visit(ast.parse(path.read_text()), str(path.relative_to(root)), None, gaps)
+    return gaps
+
+
+def test_every_public_function_has_type_hints():
+    assert public_functions_without_hints(ROOT, ("dcclib", "data_prep")) == []
+
+
+def test_the_hint_check_finds_a_gap(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text(
+        "def ok(x: int) -> int:\n    return x\n\ndef bad(x):\n    return x\n\n"
+        "class C:\n    def m(self, y: int):\n        return y\n"
+    )
+    assert public_functions_without_hints(tmp_path, ("pkg",)) == ["pkg/m.py:4 bad", "pkg/m.py:8 C.m"]
