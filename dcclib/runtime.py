@@ -45,23 +45,24 @@ def resolve_device(name: str | None = "auto") -> torch.device:
 # ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def precision_context(precision: str, device: torch.device) -> Iterator[None]:
-    """fp32: nothing changes. tf32: allow TF32 in CUDA matmuls and cuDNN convs (no-op on CPU).
+    """Set the run's float precision for the block; the global flags are restored on exit.
 
-    bf16: autocast to bfloat16 on the device (for evaluation training; not for matching).
+    fp32: strict float32: TF32 off for CUDA matmuls AND cuDNN convolutions (PyTorch allows
+    TF32 in cuDNN convolutions by default on Ampere and later, so doing nothing would run the
+    convolutions in TF32). tf32: both allowed (opt-in). bf16: autocast to bfloat16 on the
+    device (for evaluation training; not for matching), TF32 flags left as they are.
     Wrap one forward pass (or one step) at a time: autocast caches its casts of the weights
-    until the region ends. The global TF32 flags are restored on exit.
+    until the region ends. On CPU the TF32 flags have no effect.
     """
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        yield
-        return
     if precision == "bf16":
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             yield
         return
+    allow = precision == "tf32"
     old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow
     try:
         yield
     finally:

@@ -177,3 +177,24 @@ def test_compiled_grouped_step_gives_the_same_networks(monkeypatch):
     assert compiled == pytest.approx(plain, abs=1e-6)
     with pytest.raises(UserError, match="grouped"):
         evaluate_set(x, y, data, "dc", EvalConfig(**base, compile=True, batched_impl="vmap"))
+
+
+@pytest.mark.parametrize(
+    ("precision", "inside"), [("fp32", (False, False)), ("tf32", (True, True)), ("bf16", None)]
+)
+@pytest.mark.parametrize("before", [(False, False), (True, True), (False, True)])
+def test_precision_context_sets_both_tf32_flags_and_restores_them(precision, inside, before):
+    """fp32 turns TF32 off for matmuls and cuDNN convs (cuDNN allows it by default); tf32 turns
+    both on; bf16 leaves them. Whatever the flags were before, they are restored after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+        with runtime.precision_context(precision, torch.device("cpu")):
+            seen = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        assert seen == (inside if inside is not None else before)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+        with pytest.raises(RuntimeError), runtime.precision_context(precision, torch.device("cpu")):
+            raise RuntimeError("restored on error too")
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
