@@ -13,6 +13,10 @@ CPU (the 2-core machine; reduced K_i/T/batch/width, say so when quoting):
       --batch-real 32 --inner-iterations 2 --net-epochs 5 --ipcs 10
 GPU, CIFAR-10 copy (a folder holding cifar10-jpeg/), the paper's K_i/T:
   python benchmarks/bench_condense.py --dataset cifar10 --data-root data --device cuda
+CPU at the paper's shapes (full MNIST, ipc 1, ConvNet-128, 256 real/class, K_i = 10, T = 5),
+all four methods, both forms of the per-class work (~20 min on 2 cores):
+  python benchmarks/bench_condense.py --dataset mnist --data-root ../shared/data --device cpu \
+      --ipcs 1 --repeats 1 --no-warmup --no-flops --threads 2
 CIFAR-100 ipc 50 memory (peak GPU memory with the automatic real-batch chunking):
   python benchmarks/bench_condense.py --dataset cifar100 --data-root data --device cuda \\
       --methods dcc,dsac --ipcs 50 --inner-iterations 2 --net-epochs 1 --modes fast --repeats 1
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-flops", action="store_true")
+    p.add_argument("--no-warmup", action="store_true", help="no untimed first run (long CPU runs)")
     args = p.parse_args(argv)
     args.paper = is_paper(args) and args.model == "convnet"
     if args.threads:
@@ -114,22 +119,24 @@ def bench_setting(args, data, device, base: CondenseConfig, modes: list[str]) ->
     start, labels = initial_synthetic(data, base)
     runners = {}
     if "fast" in modes:
-        # DCC/DSAC after the warm-up never use the class-wise path: time one fast mode only
-        if base.contrastive:
-            runners["fast"] = (outer_iteration, base)
-        for mode in [] if base.contrastive else args.classwise.split(","):
+        # DC/DSA: the mode is how the per-class gradients are taken; DCC/DSAC (past the warm-up):
+        # how the real-side gradient is taken (loop: a class's worth of images at a time; vmap:
+        # the whole real batch in one pass)
+        for mode in args.classwise.split(","):
             runners[f"fast-{mode}"] = (outer_iteration, replace(base, classwise_mode=mode))
     if "literal" in modes:
         runners["literal"] = (literal_outer_iteration, base)
     outer = args.outer_index
     results: dict[str, dict] = {k: {"wall": [], "cpu": [], "peak": None} for k in runners}
     images: dict[str, torch.Tensor] = {}
-    for name, (fn, cfg) in runners.items():  # warm-up (and the images for the same-numbers check)
-        images[name] = run_once(fn, cfg, data, start, labels, outer)
+    if not args.no_warmup:
+        for name, (fn, cfg) in runners.items():  # warm-up (and the images for the same-numbers check)
+            images[name] = run_once(fn, cfg, data, start, labels, outer)
     for _ in range(args.repeats):
         for name, (fn, cfg) in runners.items():
             C.reset_peak(device)
-            wall, cpu, _ = C.timed(lambda f=fn, c=cfg: run_once(f, c, data, start, labels, outer), device)
+            wall, cpu, out = C.timed(lambda f=fn, c=cfg: run_once(f, c, data, start, labels, outer), device)
+            images.setdefault(name, out)
             results[name]["wall"].append(wall)
             results[name]["cpu"].append(cpu)
             results[name]["peak"] = C.peak_gb(device)

@@ -94,13 +94,21 @@ def literal_outer_iteration(
     torch.manual_seed(iteration_seed(cfg.seed, outer))
     net = create_model(cfg.model, data.channels, data.num_classes, data.image_size).to(data.device)
     net.train()
-    if has_batchnorm(net):
+    batchnorm = has_batchnorm(net) and cfg.batchnorm
+    if batchnorm == "frozen":
         set_batchnorm_statistics(net, data)
     net_optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)
     strategy = cfg.dsa_strategy or default_dsa_strategy(data.name)
     dsa = DSAParams()
     loss_avg = 0.0
     for inner in range(cfg.inner_iterations):
+        if batchnorm == "original":  # the original: 16 real/class in train mode, then BN frozen
+            x16, _ = data.sample_real(16)
+            net.train()
+            net(x16)
+            for m in net.modules():
+                if "BatchNorm" in m._get_name():
+                    m.eval()
         real_x, real_y = data.sample_real(cfg.batch_real)
         draws = None
         if cfg.uses_dsa:
@@ -115,6 +123,8 @@ def literal_outer_iteration(
         if inner == cfg.inner_iterations - 1:
             break
         augment = (lambda x: dsa_augment(x, strategy, dsa)) if cfg.uses_dsa else None
+        if batchnorm == "original":
+            net.train()  # the original's epoch('train', ...)
         literal_train(net, net_optimizer, syn_images.detach(), syn_labels, cfg.net_epochs,
                       cfg.batch_train, augment)  # fmt: skip
     return loss_avg / cfg.inner_iterations

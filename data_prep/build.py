@@ -154,8 +154,10 @@ def read_manifest(out: Path) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "datasets": {}}
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable manifest ({exc}): move it away") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UserError(
+            f"{path} is not a readable manifest ({' '.join(str(exc).split())}): move it away"
+        ) from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("datasets"), dict):
         raise UserError(f"{path} has no 'datasets' table: move it away")
     return manifest

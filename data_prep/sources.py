@@ -8,22 +8,22 @@ Two released forms hold the same arrays:
 
 Each holds ``data`` (N x 3*S*S uint8: the R, G and B planes, each S x S row-major) and
 ``labels`` (1..1000, in the order of ``imagenet32_label_order_wnids.txt``). Pickles are read by
-``dcclib.safe_pickle.load_array_pickle`` (no code is executed) and npz files with
-``allow_pickle=False``.
+``dcclib.safe_pickle.load_array_pickle`` (no code is executed) and npz files by
+``dcclib.safe_pickle.load_npz`` (``allow_pickle=False``); both check declared sizes before
+allocating, so a crafted file is a one-line error, not a large allocation.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dcclib.errors import UserError
-from dcclib.safe_pickle import load_array_pickle
+from dcclib.safe_pickle import int_labels, load_array_pickle, load_npz
 
 NUM_TRAIN_FILES = 10
 TRAIN_STEMS: tuple[str, ...] = tuple(f"train_data_batch_{k}" for k in range(1, NUM_TRAIN_FILES + 1))
@@ -58,7 +58,13 @@ def find_sources(src: str | Path) -> SourceFiles:
     wanted = {stem: stem for stem in (*TRAIN_STEMS, VAL_STEM)}
     wanted.update({f"{stem}.npz": stem for stem in (*TRAIN_STEMS, VAL_STEM)})
     found: dict[str, list[Path]] = {}
+    seen: set[tuple[int, int]] = set()  # folders already walked: links may form cycles
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames.sort()
         for filename in sorted(filenames):
             if filename in wanted:
@@ -88,13 +94,10 @@ def image_size_of(width: int) -> int:
 
 
 def _read_npz(path: Path) -> tuple[object, object]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if "data" not in archive.files or "labels" not in archive.files:
-                raise UserError(f"{path} holds no 'data' and 'labels' arrays")
-            return archive["data"], archive["labels"]
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable .npz batch file ({exc})") from None
+    arrays = load_npz(path, ("data", "labels"))  # sizes checked before anything is read
+    if "data" not in arrays or "labels" not in arrays:
+        raise UserError(f"{path} holds no 'data' and 'labels' arrays")
+    return arrays["data"], arrays["labels"]
 
 
 def _read_pickle(path: Path) -> tuple[object, object]:
@@ -104,6 +107,12 @@ def _read_pickle(path: Path) -> tuple[object, object]:
     if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
         raise UserError(f"{path} is not a batch dict with 'data' and 'labels'")
     return batch["data"], batch["labels"]
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} {value.dtype}"
+    return f"a {type(value).__name__}"
 
 
 def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -124,13 +133,10 @@ def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         image_size_of(data.shape[1])
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
-    try:
-        labels = np.asarray(labels)
-    except (TypeError, ValueError):
-        raise UserError(f"{path}: 'labels' is not a list of integers") from None
-    if labels.ndim != 1 or (labels.dtype.kind not in "iu" and labels.size > 0):
-        raise UserError(f"{path}: 'labels' must be a list of integers, got {labels.dtype}")
-    labels = labels.astype(np.int64, copy=False)
+    array = int_labels(labels)  # checked before numpy converts anything: no nested or shared lists
+    if array is None:
+        raise UserError(f"{path}: 'labels' must be a flat list of integers, got {_kind(labels)}")
+    labels = array
     if labels.shape[0] != data.shape[0]:
         raise UserError(f"{path}: {data.shape[0]} images but {labels.shape[0]} labels")
     if labels.size and (labels.min() < 1 or labels.max() > NUM_CLASSES):

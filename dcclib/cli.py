@@ -7,24 +7,36 @@
 
 Every option that is a setting of `CondenseConfig` or `EvalConfig` takes its default from
 that dataclass (`--help` shows it), so a default has one home.
-Bad input prints one line to stderr and exits with code 2; nothing partial is left behind.
+
+Everything is checked before any work (settings, model names, output paths), and a refused
+command leaves the disk as it was. Exit codes, each failure one line on stderr:
+
+    0    done
+    2    bad input, or an output that could not be written (what was computed is then printed
+         on stdout, or kept as the message says)
+    3    the condensation diverged (NaN or infinity): the message names the outer iteration and
+         the settings to lower; the last finite checkpoint is kept, no synthetic set is written
+    130  interrupted (the last checkpoint is kept; continue with --resume)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Callable
-from dataclasses import MISSING, asdict, fields
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 from dcclib.condense_config import CondenseConfig
-from dcclib.errors import UserError
+from dcclib.errors import DivergedError, UnsavedResultError, UserError
 from dcclib.evaluate import EvalConfig
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     _field_option(c, cc, "warmup", "bilevel | none | inner")
     _field_option(c, cc, "gamma_outer", "warm-up length in outer iterations", type=int)
     _field_option(c, cc, "gamma_inner", "warm-up length in inner iterations", type=int)
+    _field_option(
+        c,
+        cc,
+        "simple_gamma_inner",
+        "warm-up inner: its length (default: min(gamma-inner, K_i // 2))",
+        type=int,
+    )
+    _field_option(c, cc, "batchnorm", "original | frozen: BatchNorm statistics of the matching networks")
     _field_option(c, cc, "lr_images", "learning rate of the synthetic images", type=float)
     _field_option(c, cc, "lr_net", "learning rate of the matching network", type=float)
     _field_option(c, cc, "batch_real", "real images per class per update", type=int)
@@ -159,11 +179,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _condense(args: argparse.Namespace) -> dict[str, Any]:
-    from dcclib.condense import condense
+def _check_models(models: tuple[str, ...]) -> None:
+    """Every model name is known (before any data is loaded or network trained)."""
+    from dcclib.models import list_models
+
+    for name in models:
+        if name not in list_models():
+            raise UserError(f"unknown model '{name}'; choose one of: {', '.join(list_models())}")
+
+
+@contextmanager
+def _no_debris(data_root: str | None) -> Iterator[None]:
+    """A dataset load that fails leaves no new empty folders in the data root (a download
+    attempt makes them before finding nothing to fetch); a folder holding a file stays."""
+    from dcclib.data import default_data_root
+
+    root = Path(data_root).expanduser() if data_root is not None else default_data_root()
+    top = root  # the outermost folder a load could create
+    while not top.parent.exists():
+        top = top.parent
+    existed = root.exists()
+    try:
+        before = set(os.listdir(root)) if existed else set()
+    except OSError:  # unreadable: nothing to compare with, so nothing is removed
+        before = None
+    try:
+        yield
+    except UserError:
+        if not existed:
+            _remove_empty_folders(top)
+        elif before is not None and root.is_dir():
+            for name in set(os.listdir(root)) - before:
+                _remove_empty_folders(root / name)
+        raise
+
+
+def _remove_empty_folders(folder: Path) -> None:
+    """Remove `folder` and the folders under it that are empty (innermost first); files stay."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for path, _, _ in os.walk(folder, topdown=False):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+def _load(args: argparse.Namespace, name: str | None, device: Any) -> Any:
+    """`load_dataset` with the command's data root, leaving no debris when it fails."""
     from dcclib.data import load_dataset
+
+    with _no_debris(args.data_root):
+        return load_dataset(name, args.data_root, device=device)
+
+
+def _condense(args: argparse.Namespace) -> dict[str, Any]:
+    from dcclib import runs
+    from dcclib.condense import condense
     from dcclib.evaluate import evaluate_set
-    from dcclib.io import load_synthetic, save_synthetic
+    from dcclib.models import create_model
     from dcclib.runtime import resolve_device
 
     names = {f.name for f in fields(CondenseConfig)}
@@ -171,27 +245,55 @@ def _condense(args: argparse.Namespace) -> dict[str, Any]:
     cfg = CondenseConfig(**values).resolved()  # validate before loading any data
     if args.eval_nets < 0:
         raise UserError(f"eval-nets must be >= 0, got {args.eval_nets}")
-    device = resolve_device(args.device)
-    data = load_dataset(args.dataset, args.data_root, device=device)
-    cfg.dataset = data.name
-    out = Path(args.out or f"runs/{data.name}-{cfg.method}-ipc{cfg.ipc}-s{cfg.seed}")
-    result = condense(cfg, data, run_dir=out, resume=args.resume, progress=not args.quiet)
-    summary = {"run_dir": str(out), "synthetic": str(out / "synthetic.safetensors")}
+    _check_models(args.eval_models)
+    ecfg = None
     if args.eval_nets:
         ecfg = EvalConfig(
-            models=args.eval_models, num_nets=args.eval_nets, epochs=args.eval_epochs, seed=cfg.seed
+            models=args.eval_models,
+            num_nets=args.eval_nets,
+            epochs=args.eval_epochs,
+            seed=cfg.seed,
+            dsa_strategy=cfg.dsa_strategy,  # the original evaluates with its condensation's strategy
         )
-        evals = evaluate_set(result.images, result.labels, data, cfg.method, ecfg, progress=not args.quiet)
-        summary["evaluation"] = [r.as_dict() for r in evals]
-        # the saved set carries its accuracies: rewrite it whole with them in the metadata
-        images, labels, meta = load_synthetic(out / "synthetic.safetensors")
-        meta["accuracies"] = summary["evaluation"]
-        save_synthetic(out / "synthetic.safetensors", images, labels, meta)
+        ecfg.validate()
+    if args.out:
+        runs.check_run_dir(Path(args.out), args.resume)  # the default --out needs the dataset's name
+    device = resolve_device(args.device)
+    data = _load(args, args.dataset, device)
+    cfg.dataset = data.name
+    if ecfg is not None:
+        for model in ecfg.models:  # images too small for an evaluation model: now, not after condensing
+            create_model(model, data.channels, data.num_classes, data.image_size)
+    out = Path(args.out or f"runs/{data.name}-{cfg.method}-ipc{cfg.ipc}-s{cfg.seed}")
+    result = condense(cfg, data, run_dir=out, resume=args.resume, progress=not args.quiet)
+    summary = {"run_dir": str(out), "synthetic": str(out / runs.SYNTHETIC)}
+    if ecfg is not None:
+        with runs.owned(out):
+            evals = evaluate_set(
+                result.images, result.labels, data, cfg.method, ecfg, progress=not args.quiet
+            )
+            summary["evaluation"] = [r.as_dict() for r in evals]
+            # the saved set carries its accuracies: rewrite it whole with them in the metadata
+            meta = {**runs.synthetic_metadata(result.config, data), "accuracies": summary["evaluation"]}
+            kept = "the set is kept without them; the accuracies are printed on stdout"
+            try:
+                runs.save_set(out, result.images, result.labels, meta, kept)
+            except UserError as exc:
+                raise UnsavedResultError(str(exc), summary) from None
     return summary
 
 
+def _set_dataset(meta: dict) -> str:
+    """Where a saved set's data is: the image folder it was condensed from, while that is
+    still there (`runs.synthetic_metadata` records it), else the dataset's name."""
+    folder = meta.get("dataset_path")
+    if isinstance(folder, str) and Path(folder).is_dir():
+        return folder
+    return meta["dataset"]
+
+
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from dcclib.data import load_dataset
+    from dcclib import runs
     from dcclib.evaluate import evaluate_set, random_subset
     from dcclib.io import library_versions, load_synthetic, write_json
     from dcclib.methods import get_method
@@ -201,23 +303,6 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         get_method(args.method)  # an unknown name is a UserError, before any data or training
     if args.num_nets <= 0:
         raise UserError(f"num-nets must be positive, got {args.num_nets}")
-    device = resolve_device(args.device)
-    if args.random:
-        if args.set is not None:
-            raise UserError("give either a saved set or --random, not both")
-        if args.ipc is None:
-            raise UserError("--random needs --ipc")
-        data = load_dataset(args.dataset, args.data_root, device=device)
-        images, labels = random_subset(data, args.ipc, args.seed)
-        method, source = "random", f"random ipc {args.ipc}"
-    else:
-        if args.set is None:
-            raise UserError("give a saved set (.safetensors) or --random")
-        images, labels, meta = load_synthetic(args.set)
-        data = load_dataset(args.dataset or meta["dataset"], args.data_root, device=device)
-        if list(meta["class_names"]) != list(data.class_names):
-            raise UserError(f"{args.set} was made for other classes than those of {data.name}")
-        method, source = meta.get("method", "dc"), str(args.set)
     cfg = EvalConfig(
         models=args.models,
         num_nets=args.num_nets,
@@ -227,6 +312,32 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         parallel_nets=args.parallel_nets,
         precision=args.precision,
     )
+    cfg.validate()
+    _check_models(cfg.models)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        runs.check_writable(out, folder=False)
+    device = resolve_device(args.device)
+    if args.random:
+        if args.set is not None:
+            raise UserError("give either a saved set or --random, not both")
+        if args.ipc is None:
+            raise UserError("--random needs --ipc")
+        data = _load(args, args.dataset, device)
+        images, labels = random_subset(data, args.ipc, args.seed)
+        method, source = "random", f"random ipc {args.ipc}"
+    else:
+        if args.set is None:
+            raise UserError("give a saved set (.safetensors) or --random")
+        images, labels, meta = load_synthetic(args.set)
+        data = _load(args, args.dataset or _set_dataset(meta), device)
+        if list(meta["class_names"]) != list(data.class_names):
+            raise UserError(f"{args.set} was made for other classes than those of {data.name}")
+        method, source = meta.get("method", "dc"), str(args.set)
+        made_with = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+        if isinstance(made_with.get("dsa_strategy"), str):  # evaluated with its condensation's DSA
+            cfg = replace(cfg, dsa_strategy=made_with["dsa_strategy"])
+            cfg.validate()
     results = evaluate_set(images, labels, data, args.method or method, cfg, progress=not args.quiet)
     summary = {
         "set": source,
@@ -236,8 +347,12 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "results": [r.as_dict() for r in results],
         "versions": library_versions(),
     }
-    if args.out:
-        write_json(args.out, summary)
+    if out is not None:
+        try:
+            with runs.writing(out, "the results are printed on stdout"):
+                write_json(out, summary)
+        except UserError as exc:
+            raise UnsavedResultError(str(exc), summary) from None
     return summary
 
 
@@ -249,7 +364,7 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the `dcc` command on `argv` (default: sys.argv[1:]); the exit code (0, 2 or 130)."""
+    """Run the `dcc` command on `argv` (default: sys.argv[1:]); the exit code (0, 2, 3 or 130)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
@@ -257,7 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"condense": _condense, "evaluate": _evaluate, "info": _info}[args.command]
     try:
         summary = handler(args)
+    except DivergedError as exc:
+        print(f"dcc: error: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
     except UserError as exc:
+        if isinstance(exc, UnsavedResultError):  # the work is done: show it rather than lose it
+            print(json.dumps(exc.result, indent=2, default=str))
         print(f"dcc: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dcclib import io, runs
+from dcclib import runs
 from dcclib.augment import (
     DSAParams,
     apply_dsa,
@@ -38,11 +38,13 @@ from dcclib.augment import (
     sample_dsa,
 )
 from dcclib.condense_config import (  # noqa: F401  (re-exported: the settings live there)
+    BATCHNORM_PER_CLASS,
     CLASSWISE_AUTO,
     INNER_SCHEDULE,
     METHODS,
     CondenseConfig,
     config_from_json,
+    simple_warmup_default,
 )
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
@@ -56,14 +58,18 @@ def uses_classwise_loss(cfg: CondenseConfig, outer: int, inner: int) -> bool:
 
     DC/DSA always use it. DCC/DSAC: `bilevel` uses it while outer < gamma_o AND inner < gamma_i
     (so at K_i = 10 the first 250 networks are pure DC); `inner` ("Simple") while
-    inner < gamma_i on every network; `none` never.
+    inner < simple_gamma_inner on every network (its own length: `simple_warmup_default`);
+    `none` never.
     """
     if not cfg.contrastive:
         return True
     if cfg.warmup == "bilevel":
         return outer < cfg.gamma_outer and inner < cfg.gamma_inner
     if cfg.warmup == "inner":
-        return inner < cfg.gamma_inner
+        length = cfg.simple_gamma_inner
+        if length is None:
+            length = simple_warmup_default(cfg.inner_iterations or 1, cfg.gamma_inner)
+        return inner < length
     return False
 
 
@@ -144,22 +150,36 @@ def initial_synthetic(data: ImageDataset, cfg: CondenseConfig) -> tuple[Tensor, 
     return images.detach().clone(), labels
 
 
-def set_batchnorm_statistics(net: nn.Module, data: ImageDataset, per_class: int = 16) -> None:
-    """Set BatchNorm running statistics from real images, then freeze them (eval mode).
+def _batchnorm_layers(net: nn.Module) -> list[nn.Module]:
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-    Needed only for BatchNorm networks; exact averages (momentum None) over one real batch.
+
+def refresh_batchnorm(net: nn.Module, data: ImageDataset, per_class: int = BATCHNORM_PER_CLASS) -> None:
+    """The original's step before every image update (batchnorm="original").
+
+    `per_class` real images of each class go through the network in train mode, so every
+    BatchNorm layer's running statistics move towards theirs by the layer's momentum (0.1 by
+    default, starting from mean 0 and variance 1 on a fresh network); then BatchNorm is frozen
+    (eval mode) for the matching, as a synthetic batch of 1 image per class is too small for
+    batch statistics.
     """
-    for module in net.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None
     x, _ = data.sample_real(per_class)
     net.train()
     with torch.no_grad():
         net(x)
-    for module in net.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
+    for module in _batchnorm_layers(net):
+        module.eval()
+
+
+def set_batchnorm_statistics(
+    net: nn.Module, data: ImageDataset, per_class: int = BATCHNORM_PER_CLASS
+) -> None:
+    """batchnorm="frozen": exact running averages (momentum None) over one real batch, then
+    frozen (eval mode); done once per network, and the network trains with them frozen."""
+    for module in _batchnorm_layers(net):
+        module.reset_running_stats()
+        module.momentum = None
+    refresh_batchnorm(net, data, per_class)
 
 
 def train_network(
@@ -238,7 +258,8 @@ def _outer_iteration(
     torch.manual_seed(iteration_seed(cfg.seed, outer))
     net = create_model(cfg.model, data.channels, data.num_classes, data.image_size).to(data.device)
     net.train()
-    if has_batchnorm(net):
+    batchnorm = has_batchnorm(net) and cfg.batchnorm  # False, "original" or "frozen"
+    if batchnorm == "frozen":
         set_batchnorm_statistics(net, data)
     net_optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)
     strategy = cfg.dsa_strategy or default_dsa_strategy(data.name)
@@ -250,6 +271,8 @@ def _outer_iteration(
     loss_sum = syn_images.new_zeros(())
     steps = {True: 0, False: 0}
     for inner in range(cfg.inner_iterations):
+        if batchnorm == "original":
+            refresh_batchnorm(net, data)  # running statistics from real images, then frozen
         real_x, real_y = data.sample_real(cfg.batch_real)
         syn_x = syn_images
         if cfg.uses_dsa:  # Siamese: a class's real and synthetic images share one draw
@@ -258,7 +281,7 @@ def _outer_iteration(
             )
         classwise = uses_classwise_loss(cfg, outer, inner)
         batches = (net, real_x, real_y, syn_x, syn_labels, real_counts, syn_counts, cfg.distance)
-        loss = dc_loss(*batches, mode, chunk) if classwise else dcc_loss(*batches, chunk)
+        loss = dc_loss(*batches, mode, chunk) if classwise else dcc_loss(*batches, chunk, mode)
         (grad,) = torch.autograd.grad(loss, syn_images)
         syn_images.grad = grad
         image_optimizer.step()
@@ -270,6 +293,8 @@ def _outer_iteration(
         if inner == cfg.inner_iterations - 1:
             break  # the network is not trained after its last image update
         augment = (lambda x: dsa_augment(x, strategy, dsa)) if cfg.uses_dsa else None
+        if batchnorm == "original":
+            net.train()  # the original trains the whole network in train mode (batch statistics)
         train_network(
             net,
             net_optimizer,
@@ -306,45 +331,65 @@ def condense(
     """Run Algorithm 1. With `run_dir`, checkpoint every `checkpoint_every` outer iterations
     (atomically) and write the final set; `resume` continues from the checkpoint there.
     `stop_after` ends the run early after that many outer iterations (used to test resume).
+    The run folder is checked before any work and locked while the run lasts (`dcclib.runs`);
+    a NaN or infinite loss or image raises DivergedError at once: the last finite checkpoint
+    is kept and no set is written.
     """
     cfg = cfg.resolved()
     run_path = Path(run_dir) if run_dir is not None else None
+    if run_path is not None:
+        runs.check_run_dir(run_path, resume)  # before any work: a refusal leaves the disk as it was
+    create_model(cfg.model, data.channels, data.num_classes, data.image_size)  # images too small: now
     syn_images, syn_labels = initial_synthetic(data, cfg)
     syn_images.requires_grad_(True)
     image_optimizer = torch.optim.SGD([syn_images], lr=cfg.lr_images, momentum=cfg.momentum_images)
-    start = 0
-    metrics: list[dict] = []
-    if run_path is not None:
-        start, metrics = runs.prepare_run_dir(run_path, cfg, data, resume, syn_images, image_optimizer)
     end = cfg.outer_iterations if stop_after is None else min(cfg.outer_iterations, stop_after)
-    bar = runs.progress_bar(start, cfg.outer_iterations, progress)
-    for outer in range(start, end):
-        tic = time.perf_counter()
-        result = outer_iteration(cfg, data, syn_images, syn_labels, image_optimizer, outer, observer)
-        row = {
-            "outer": outer,
-            "loss": result.loss_sum.item() / cfg.inner_iterations,  # one sync per network
-            "classwise_steps": result.classwise_steps,
-            "collective_steps": result.collective_steps,
-            "seconds": time.perf_counter() - tic,
-        }
-        metrics.append(row)
-        phase = (
-            "warm-up (class-wise)"
-            if result.collective_steps == 0 and cfg.contrastive
-            else ("contrastive" if cfg.contrastive else "class-wise")
-        )
-        bar.set_postfix(loss=f"{row['loss']:.3f}", phase=phase)
-        bar.update(1)
+    with runs.owned(run_path):  # created here if new, and locked: one process per run folder
+        start, metrics, checkpointed = 0, [], None
         if run_path is not None:
-            io.append_jsonl(run_path / "metrics.jsonl", row)
-            done = outer + 1
-            if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end:
-                runs.save_checkpoint(run_path, cfg, data, syn_images, image_optimizer, done)
-    bar.close()
-    images = syn_images.detach()
-    if run_path is not None and end == cfg.outer_iterations:
-        io.save_synthetic(
-            run_path / "synthetic.safetensors", images, syn_labels, runs.synthetic_metadata(cfg, data)
-        )
+            start, metrics = runs.prepare_run_dir(run_path, cfg, data, resume, syn_images, image_optimizer)
+            checkpointed = start if resume else None
+        bar = runs.progress_bar(start, cfg.outer_iterations, progress)
+        try:
+            for outer in range(start, end):
+                tic = time.perf_counter()
+                result = outer_iteration(cfg, data, syn_images, syn_labels, image_optimizer, outer, observer)
+                loss_sum, loss_finite, images_finite = torch.stack(
+                    [
+                        result.loss_sum.float(),
+                        torch.isfinite(result.loss_sum).float(),
+                        torch.isfinite(syn_images).all().float(),
+                    ]
+                ).tolist()  # one sync per network
+                row = {
+                    "outer": outer,
+                    "loss": loss_sum / cfg.inner_iterations if loss_finite else None,  # JSON has no NaN
+                    "finite": bool(loss_finite and images_finite),
+                    "classwise_steps": result.classwise_steps,
+                    "collective_steps": result.collective_steps,
+                    "seconds": time.perf_counter() - tic,
+                }
+                metrics.append(row)
+                if run_path is not None:
+                    runs.append_metrics(run_path, row)
+                if not row["finite"]:  # stop at once: the last finite checkpoint stays as it is
+                    raise runs.diverged(outer, cfg, run_path, checkpointed)
+                phase = (
+                    "warm-up (class-wise)"
+                    if result.collective_steps == 0 and cfg.contrastive
+                    else ("contrastive" if cfg.contrastive else "class-wise")
+                )
+                bar.set_postfix(loss=f"{row['loss']:.3f}", phase=phase)
+                bar.update(1)
+                done = outer + 1
+                if run_path is not None and (
+                    (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end
+                ):
+                    runs.save_checkpoint(run_path, cfg, data, syn_images, image_optimizer, done)
+                    checkpointed = done
+        finally:
+            bar.close()
+        images = syn_images.detach()
+        if run_path is not None and end == cfg.outer_iterations:
+            runs.save_set(run_path, images, syn_labels, runs.synthetic_metadata(cfg, data))
     return CondenseResult(images, syn_labels, cfg, run_path, metrics)

@@ -7,21 +7,37 @@ setting before any work (a UserError names the bad one). `condense.py` runs the 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 
 from dcclib.augment import parse_strategy
 from dcclib.errors import UserError
 from dcclib.matching import CLASSWISE_MODES, DISTANCES
+from dcclib.measured import measured_default
 from dcclib.methods import CONDENSATION_METHODS, condensation_method
 from dcclib.models import list_models
 
 METHODS = CONDENSATION_METHODS  # alias (dcclib.methods is the home of the methods)
 CONDENSE_PRECISIONS = ("fp32", "tf32")  # bf16 is not offered for second-order matching
 # classwise_mode "auto": measured on the 2-core CPU (loop 1.4-2.1x faster than vmap, see
-# reports/performance.md); cuda: vmap, provisional until benchmarks/bench_condense.py runs on a GPU.
-CLASSWISE_AUTO = {"cpu": "loop", "cuda": "vmap"}
+# reports/performance.md); cuda: as `make gpu-check` measured it (dcclib/measured_defaults.json),
+# else vmap, provisional (dcclib.measured.provenance("cuda", "classwise_mode") says which).
+CLASSWISE_AUTO = {
+    "cpu": "loop",
+    "cuda": measured_default("cuda", "classwise_mode", "vmap", lambda v: v in CLASSWISE_MODES),
+}
 WARMUPS = ("bilevel", "none", "inner")
 INITS = ("real", "noise")
+# How BatchNorm layers of a matching network get their statistics (only BatchNorm models):
+#   original: as the authors' code, before every image update 16 real images per class go
+#             through the network in train mode (running statistics updated with momentum 0.1),
+#             then BatchNorm is frozen (eval mode) for the matching; the network-training epochs
+#             run the whole network in train mode (batch statistics of the synthetic batch).
+#   frozen:   exact running averages over 16 real images per class, set once per network and
+#             kept frozen (eval mode) through the image updates and the network training.
+BATCHNORM_MODES = ("original", "frozen")
+BATCHNORM_PER_CLASS = 16  # real images per class for the statistics (BNSizePC of the original)
+MAX_LEARNING_RATE = 1e3  # a larger lr-images / lr-net is refused as absurd (it can only diverge)
 
 # (K_i, T) per images-per-class, from the authors' code (see spec/reference-details.md).
 INNER_SCHEDULE: dict[int, tuple[int, int]] = {
@@ -32,6 +48,20 @@ INNER_SCHEDULE: dict[int, tuple[int, int]] = {
     40: (40, 15),
     50: (50, 10),
 }
+
+
+def simple_warmup_default(inner_iterations: int, gamma_inner: int = 10) -> int:
+    """The Simple warm-up's inner length when none is given: min(gamma_i, K_i // 2).
+
+    The paper does not state it (Table 5). With gamma_i = 10 itself, every image update at ipc 1
+    and 10 (K_i = 10) would be class-wise and "Simple" would be plain DC, yet the paper's Simple
+    numbers differ from DC's (CIFAR-100 ipc 1: 13.01 against 12.8; ipc 10: 29.74 against 26.6).
+    So the Simple warm-up must leave collective steps on every network. We keep the bi-level
+    warm-up's gamma_i where it leaves some (ipc >= 20, K_i >= 20) and warm up the first half of
+    the inner loop where it would not (ipc 1 and 10: 5 class-wise then 5 collective steps per
+    network). Notebook 06 sweeps this length to show how much the unstated choice matters.
+    """
+    return max(1, min(gamma_inner, inner_iterations // 2))
 
 
 @dataclass
@@ -45,8 +75,10 @@ class CondenseConfig:
     inner_iterations: int | None = None  # K_i; None: from INNER_SCHEDULE
     net_epochs: int | None = None  # T; None: from INNER_SCHEDULE
     warmup: str = "bilevel"  # bilevel | none | inner ("Simple" of Table 5)
-    gamma_outer: int = 250
-    gamma_inner: int = 10
+    gamma_outer: int = 250  # gamma_o of the bi-level warm-up
+    gamma_inner: int = 10  # gamma_i of the bi-level warm-up
+    # the Simple warm-up's inner length (warmup="inner" only); None: simple_warmup_default(K_i)
+    simple_gamma_inner: int | None = None
     lr_images: float = 0.1
     momentum_images: float = 0.5
     lr_net: float = 0.01
@@ -56,8 +88,11 @@ class CondenseConfig:
     init: str = "real"  # real | noise
     dsa_strategy: str | None = None  # None: the dataset's default
     model: str = "convnet"
+    batchnorm: str = "original"  # BatchNorm matching networks: original | frozen (BATCHNORM_MODES)
     seed: int = 0
-    classwise_mode: str = "auto"  # DC's per-class gradients: loop | vmap | auto (by device)
+    # per-class work (DC's per-class gradients, DCC's real-side gradient): loop (one class at a
+    # time) | vmap (all classes in one batched call) | auto (by device, CLASSWISE_AUTO)
+    classwise_mode: str = "auto"
     # split the real batch (DSA, DCC's gradient, DC's vmap gradients) into chunks of this many
     # images: an int, None (never), or "auto" (as many as fit chunk_budget_mb of activations)
     real_chunk: int | str | None = "auto"
@@ -103,7 +138,25 @@ class CondenseConfig:
                 f"real-chunk must be a positive integer, 'auto' or None, got {self.real_chunk!r}",
             ),
             (self.chunk_budget_mb > 0, f"chunk-budget-mb must be positive, got {self.chunk_budget_mb}"),
+            (
+                self.batchnorm in BATCHNORM_MODES,
+                f"unknown batchnorm mode '{self.batchnorm}'; choose one of: {', '.join(BATCHNORM_MODES)}",
+            ),
         ]
+        for name in ("lr_images", "lr_net"):
+            value = getattr(self, name)
+            checks.append(
+                (
+                    isinstance(value, (int, float)) and math.isfinite(value) and value <= MAX_LEARNING_RATE,
+                    f"{name.replace('_', '-')} must be a finite number <= {MAX_LEARNING_RATE:g}, got {value}",
+                )
+            )
+        checks.append(
+            (
+                isinstance(self.momentum_images, (int, float)) and 0 <= self.momentum_images < 1,
+                f"momentum-images must be in [0, 1), got {self.momentum_images}",
+            )
+        )
         positive = ["ipc", "outer_iterations", "batch_real", "batch_train", "lr_images", "lr_net"]
         checks += [
             (
@@ -137,7 +190,18 @@ class CondenseConfig:
             t = default_t if t is None else t
         if k_i <= 0 or t < 0:
             raise UserError(f"inner-iterations must be positive and net-epochs >= 0, got {k_i}, {t}")
-        return replace(self, inner_iterations=k_i, net_epochs=t)
+        simple = self.simple_gamma_inner
+        if self.warmup == "inner" and self.contrastive:
+            simple = simple_warmup_default(k_i, self.gamma_inner) if simple is None else simple
+            if not 0 <= simple < k_i:
+                raise UserError(
+                    f"the Simple warm-up (warmup inner) needs 0 <= simple-gamma-inner < K_i = {k_i}, got "
+                    f"{simple}: with {simple} every image update would be class-wise and the run plain "
+                    f"{'DSA' if self.uses_dsa else 'DC'}"
+                )
+        elif simple is not None and simple < 0:
+            raise UserError(f"simple-gamma-inner must be >= 0, got {simple}")
+        return replace(self, inner_iterations=k_i, net_epochs=t, simple_gamma_inner=simple)
 
 
 def config_from_json(text: str) -> CondenseConfig:

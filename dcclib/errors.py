@@ -1,4 +1,4 @@
-"""The one exception type for bad input: the CLI prints it as one line and exits with code 2."""
+"""The exception types for bad input and failed runs: the CLI prints one line, exits 2 (3: diverged)."""
 
 
 class UserError(Exception):
@@ -6,3 +6,17 @@ class UserError(Exception):
 
     The message is a complete one-line sentence that says what is wrong and how to fix it.
     """
+
+
+class DivergedError(UserError):
+    """The optimisation produced NaN or infinity: the message names the outer iteration, the
+    settings to lower, and what was kept (the last finite checkpoint; no set is written)."""
+
+
+class UnsavedResultError(UserError):
+    """An output could not be written after the work was done; `result` holds what was
+    computed (JSON-able), for the caller to show so that nothing is lost."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result

@@ -19,6 +19,7 @@ off by default.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,11 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dcclib import batched, runtime
-from dcclib.augment import DSAParams, dc_augment, default_dsa_strategy, dsa_augment
+from dcclib.augment import DSAParams, dc_augment, default_dsa_strategy, dsa_augment, parse_strategy
 from dcclib.data import ImageDataset
 from dcclib.errors import UserError
+from dcclib.measured import measured_default
 from dcclib.methods import get_method
-from dcclib.models import create_model
+from dcclib.models import create_model, list_models
 from dcclib.protocol import (  # noqa: F401  (re-exported: the protocol's SGD is written there)
     LR_DROP_FACTOR,
     PROTOCOL,
@@ -69,13 +71,66 @@ class EvalConfig:
     channels_last: bool = False  # NHWC memory format (one-after-another path only)
     batched_impl: str = "auto"  # auto | grouped (ConvNets) | vmap: how stacked networks train
     compile: bool = False  # torch.compile the grouped training step (opt-in; pays on long runs)
+    # DSA strategy of the "dsa" augmentation; None: the dataset's default. The original passes
+    # its condensation strategy to the evaluation, so sets carry theirs (CondenseConfig.dsa_strategy).
+    dsa_strategy: str | None = None
+
+    def validate(self) -> None:
+        """Every setting checked before any training: a UserError naming the first bad one."""
+        finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
+        checks = [
+            (len(self.models) > 0, "give at least one evaluation model"),
+            (self.num_nets > 0, f"num-nets must be positive, got {self.num_nets}"),
+            (
+                self.epochs is None or self.epochs >= 1,
+                f"eval-epochs must be >= 1 (E: the protocol trains E+1 passes), got {self.epochs}",
+            ),
+            (
+                self.augment is None or self.augment in AUGMENTS,
+                f"unknown augmentation '{self.augment}'; choose one of: {', '.join(AUGMENTS)}",
+            ),
+            (finite(self.lr) and 0 < self.lr <= 1e3, f"eval lr must be in (0, 1e3], got {self.lr}"),
+            (
+                finite(self.momentum) and 0 <= self.momentum < 1,
+                f"momentum must be in [0, 1), got {self.momentum}",
+            ),
+            (
+                finite(self.weight_decay) and self.weight_decay >= 0,
+                f"weight decay must be finite and >= 0, got {self.weight_decay}",
+            ),
+            (self.batch_size > 0 and self.test_batch > 0, "batch sizes must be positive"),
+            (
+                self.batched_impl in batched.IMPLS,
+                f"unknown batched implementation '{self.batched_impl}'; "
+                f"choose one of: {', '.join(batched.IMPLS)}",
+            ),
+            (
+                self.precision in runtime.PRECISIONS,
+                f"unknown precision '{self.precision}'; choose one of: {', '.join(runtime.PRECISIONS)}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        for model in self.models:
+            if model not in list_models():
+                raise UserError(f"unknown model '{model}'; choose one of: {', '.join(list_models())}")
+        if self.dsa_strategy is not None:
+            parse_strategy(self.dsa_strategy)  # a UserError for an unknown family
 
 
 # Chosen by measurement (reports/performance.md): on the 2-core CPU one network after another
 # is faster than any stacked group (grouped 1.2-1.4x, vmap 2x slower per network), so 1. On
-# CUDA all networks train together, as many as fit GPU_BATCH_BUDGET_BYTES (to be measured).
+# CUDA as many networks train together as fit GPU_BATCH_BUDGET_BYTES: as `make gpu-check`
+# measured it (dcclib/measured_defaults.json; 0 = one after another), else 24 GiB, provisional
+# (dcclib.measured.provenance("cuda", "parallel_nets_budget_bytes") says which).
 CPU_PARALLEL_NETS = 1
-GPU_BATCH_BUDGET_BYTES = 24 * 2**30  # training activations of one stacked step, on CUDA
+GPU_BATCH_BUDGET_BYTES: int = measured_default(  # training activations of one stacked step, on CUDA
+    "cuda",
+    "parallel_nets_budget_bytes",
+    24 * 2**30,
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+)
 
 
 def resolve_parallel_nets(cfg: EvalConfig, model: str, data: ImageDataset) -> int:
@@ -115,11 +170,16 @@ def default_augment(dataset_name: str, model: str) -> str:
     return "none"
 
 
-def _augmenter(kind: str, data: ImageDataset) -> Callable[[Tensor], Tensor] | None:
+def dsa_strategy_for(cfg: EvalConfig, data: ImageDataset) -> str:
+    """The DSA strategy of the evaluation: the set's (cfg.dsa_strategy) or the dataset's default."""
+    return cfg.dsa_strategy or default_dsa_strategy(data.name)
+
+
+def _augmenter(kind: str, data: ImageDataset, strategy: str) -> Callable[[Tensor], Tensor] | None:
     if kind == "none":
         return None
     if kind == "dsa":
-        strategy, params = default_dsa_strategy(data.name), DSAParams()
+        params = DSAParams()
         return lambda x: dsa_augment(x, strategy, params)
     # DC's augment(): padding and corners are filled with the batch's channel means (mean=None)
     strategy = "crop_scale_rotate" if kind == "dc" else "crop_noise"
@@ -220,17 +280,10 @@ def evaluate_set(
     from tqdm.auto import tqdm
 
     get_method(method)  # an unknown method is an error, never silently DC's protocol
-    if cfg.num_nets <= 0:
-        raise UserError(f"num-nets must be positive, got {cfg.num_nets}")
+    cfg.validate()
     check_compatible(images, labels, data)
-    if cfg.batched_impl not in batched.IMPLS:
-        raise UserError(
-            f"unknown batched implementation '{cfg.batched_impl}'; choose one of: {', '.join(batched.IMPLS)}"
-        )
-    if cfg.precision not in runtime.PRECISIONS:
-        raise UserError(
-            f"unknown precision '{cfg.precision}'; choose one of: {', '.join(runtime.PRECISIONS)}"
-        )
+    if images.shape[0] == 0:
+        raise UserError("the set is empty: there is nothing to train on")
     images, labels = images.to(data.device).detach(), labels.to(data.device)
     results = []
     for model in cfg.models:
@@ -276,7 +329,9 @@ def _train_one(
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-    train_from_scratch(net, images, labels, epochs, cfg, _augmenter(augment, data))
+    train_from_scratch(
+        net, images, labels, epochs, cfg, _augmenter(augment, data, dsa_strategy_for(cfg, data))
+    )
     with runtime.precision_context(cfg.precision, data.device):
         return test_accuracy(net, data, cfg.test_batch)
 
@@ -299,7 +354,7 @@ def _train_group(
     stack = batched.stack_networks(nets)
     gen = torch.Generator(device=data.device)
     gen.manual_seed(derive_seed("evaluate-augment", cfg.seed, model, ids[0], len(ids)))
-    strategy = default_dsa_strategy(data.name) if augment == "dsa" else None
+    strategy = dsa_strategy_for(cfg, data) if augment == "dsa" else None
     settings = batched.TrainSettings(
         epochs, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.precision, cfg.compile
     )

@@ -1,17 +1,27 @@
 """Files: synthetic sets and checkpoints (safetensors + JSON metadata), JSON and JSONL.
 
-Every write goes to a temporary file in the target folder and is then renamed over the target
-(`os.replace` is atomic on one file system), so a crash leaves the old file or the new one,
-never half of one. Nothing here unpickles: safetensors holds raw tensors, metadata is JSON.
+Every write goes to a temporary file `.<name>.tmp-<8 characters>` in the target folder, gets the
+permissions of an ordinary new file (0666 less the umask), and is then renamed over the target
+(`os.replace` is atomic on one file system), so a crash leaves the old file or the new one, never
+half of one; `clean_stale_temp` removes what a kill during a write left behind. Nothing here
+unpickles: safetensors holds raw tensors, metadata is JSON.
+
+Reading trusts nothing: `check_synthetic` validates a whole saved set (tensor names, dtypes,
+shapes, finiteness, label range, every metadata field's type) and is what `load_synthetic`, and
+so `dcc info` and `dcc evaluate`, use; `load_checkpoint` checks what it can without the run's
+settings (`dcclib.runs` checks the shapes against them).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import re
+import reprlib
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,21 +34,62 @@ from dcclib.errors import UserError
 
 FORMAT_VERSION = 1
 _META_KEY = "dcc"  # the safetensors header entry that holds our JSON metadata
+_TEMP_INFIX = ".tmp-"
+# atomic_path's temporary files: `.<name>.tmp-<8 characters>`, and `.<name>.<8 characters>.tmp`
+# as written before version 0.2 (tempfile's random names use these 37 characters)
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)(?:\.tmp-[a-z0-9_]{8}|\.[a-z0-9_]{8}\.tmp)")
+
+
+def _file_mode() -> int:
+    """The permissions of an ordinary new file: 0666 less the process's umask."""
+    umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `target`; rename it over `target` only on success."""
+    """Yield a temporary path next to `target`; rename it over `target` only on success.
+
+    The temporary file is `.<name>.tmp-<8 characters>` (see `clean_stale_temp`); the file that
+    replaces `target` has the permissions of an ordinary new file (0666 less the umask).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{_TEMP_INFIX}", suffix="", dir=target.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _file_mode())  # mkstemp makes 0600 files
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether `name` is that of a temporary file written by `atomic_path`."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def clean_stale_temp(folder: str | Path) -> list[Path]:
+    """Remove the temporary files of `atomic_path` writes in `folder` (not in its sub-folders)
+    that a kill interrupted; returns the paths removed.
+
+    Call it only while no other process writes into `folder` (for a run folder: holding its
+    lock), as a write in progress uses such a file too. A missing folder has nothing to clean.
+    """
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        if is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+    return sorted(removed)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -59,8 +110,8 @@ def read_json(path: str | Path) -> Any:
         raise UserError(f"file not found: {path}")
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, a 5,000-digit number
+        raise UserError(f"{path} is not valid JSON ({_one_line(exc)})") from None
 
 
 def append_jsonl(path: str | Path, row: dict) -> None:
@@ -112,6 +163,10 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 # ---------------------------------------------------------------------------------------------
 # safetensors with JSON metadata
 # ---------------------------------------------------------------------------------------------
@@ -124,7 +179,11 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict)
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, metadata) of a file written by save_tensors; a UserError when it is not one."""
+    """(tensors, metadata) of a file written by save_tensors; a UserError when it is not one.
+
+    safetensors checks that every tensor lies inside the file before anything is read, so no
+    header can make this allocate more than the file holds.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"file not found: {path}")
@@ -134,50 +193,175 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"{path} is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, OverflowError) as exc:
+        raise UserError(f"{path} is not a readable safetensors file ({_one_line(exc)})") from None
     if _META_KEY not in header:
         raise UserError(f"{path} has no dcc-companion metadata; it was not written by dcclib")
     try:
         meta = json.loads(header[_META_KEY])
-    except json.JSONDecodeError:
-        raise UserError(f"{path} has corrupt metadata") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{path} has format version {meta.get('format_version')}, expected {FORMAT_VERSION}")
+    except (ValueError, RecursionError):
+        raise UserError(f"{path} has corrupt metadata (not valid JSON)") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path} has corrupt metadata: {_shown(meta)}, expected a JSON object")
+    version = meta.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise UserError(f"{path} has format version {_shown(version)}, expected {FORMAT_VERSION}")
     return tensors, meta
 
 
-def save_synthetic(path: str | Path, images: torch.Tensor, labels: torch.Tensor, meta: dict) -> None:
-    """Save a synthetic (or selected) set: normalised images [N,C,H,W], labels [N], metadata."""
-    meta = {**meta, "num_classes": len(meta["class_names"]), "shape": list(images.shape)}
-    save_tensors(path, {"images": images.float(), "labels": labels.long()}, meta)
+# ------------------------------------------------------------------- checking what was read
+def _shown(value: Any) -> str:
+    """A short, one-line description of a JSON value for an error message."""
+    if value is None:
+        return "null"
+    return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
-def load_synthetic(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Load and check a saved set; a corrupt or inconsistent file is a UserError."""
-    tensors, meta = load_tensors(path)
+def _is_number(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _is_text(v: Any) -> bool:
+    return type(v) is str and v != ""
+
+
+def _is_names(v: Any) -> bool:
+    return type(v) is list and len(v) > 0 and all(type(s) is str for s in v)
+
+
+def _is_positive_int(v: Any) -> bool:
+    return type(v) is int and v >= 1
+
+
+def _is_numbers(v: Any) -> bool:
+    return type(v) is list and len(v) > 0 and all(_is_number(x) for x in v)
+
+
+def _is_positive_numbers(v: Any) -> bool:
+    return _is_numbers(v) and all(x > 0 for x in v)
+
+
+def _is_shape(v: Any) -> bool:
+    return type(v) is list and len(v) == 4 and all(type(x) is int and x >= 0 for x in v)
+
+
+# field: (required, check, what the field must be); other fields are allowed and not checked
+_Field = tuple[bool, Callable[[Any], bool], str]
+SET_FIELDS: dict[str, _Field] = {
+    "dataset": (True, _is_text, "a non-empty string"),
+    "class_names": (True, _is_names, "a non-empty list of strings"),
+    "num_classes": (True, _is_positive_int, "a positive integer"),
+    "mean": (True, _is_numbers, "a non-empty list of finite numbers"),
+    "std": (True, _is_positive_numbers, "a non-empty list of positive finite numbers"),
+    "shape": (True, _is_shape, "a list of 4 non-negative integers"),
+    "kind": (False, _is_text, "a non-empty string"),
+    "method": (False, _is_text, "a non-empty string"),
+    "data_source": (False, lambda v: type(v) is str, "a string"),
+    "dataset_path": (False, _is_text, "a non-empty string"),
+    "ipc": (False, _is_positive_int, "a positive integer"),
+    "seed": (False, lambda v: type(v) is int, "an integer"),
+    "config": (False, lambda v: type(v) is dict, "a JSON object"),
+    "versions": (False, lambda v: type(v) is dict, "a JSON object"),
+    "accuracies": (False, lambda v: type(v) is list, "a list"),
+}
+CHECKPOINT_FIELDS: dict[str, _Field] = {
+    "kind": (True, lambda v: v == "checkpoint", '"checkpoint"'),
+    "next_outer": (True, lambda v: type(v) is int and v >= 0, "a non-negative integer"),
+    "fingerprint": (True, lambda v: type(v) is dict, "a JSON object"),
+}
+CHECKPOINT_TENSORS = {"images": torch.float32, "momentum": torch.float32}  # "images" is required
+
+
+def _field_problems(meta: dict, fields: dict[str, _Field]) -> list[str]:
+    """One problem per missing required field and per field of the wrong type."""
+    missing = [k for k, (required, _, _) in fields.items() if required and k not in meta]
+    problems = [f"metadata lacks {', '.join(missing)}"] if missing else []
+    for name, (_, check, expected) in fields.items():
+        if name in meta and not check(meta[name]):
+            problems.append(f"metadata field {name} is {_shown(meta[name])}, expected {expected}")
+    return problems
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def check_synthetic(
+    path: str | Path, tensors: dict[str, torch.Tensor], meta: dict
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(images, labels, meta) of a saved set once all of it is checked; a UserError (one line,
+    naming every problem found) otherwise.
+
+    Checked: the tensors are exactly float32 `images` [N, C, H, W] (N, C, H, W >= 1, finite) and
+    int64 `labels` [N] in 0..num_classes-1; every metadata field in SET_FIELDS has its type; and
+    they agree (shape, num_classes = len(class_names), one mean and std per channel).
+    """
+    problems: list[str] = []
+
+    def refuse() -> UserError:
+        return UserError(f"{path} is not a valid saved set: {'; '.join(problems)}")
+
     if set(tensors) != {"images", "labels"}:
-        raise UserError(f"{path} holds tensors {sorted(tensors)}, expected images and labels")
+        problems.append(f"it holds tensors {sorted(tensors)}, expected images and labels")
+        raise refuse()
     images, labels = tensors["images"], tensors["labels"]
-    required = ("class_names", "mean", "std", "dataset", "num_classes", "shape")
-    missing = [k for k in required if k not in meta]
-    if missing:
-        raise UserError(f"{path} metadata lacks {', '.join(missing)}")
+    if images.dtype != torch.float32:
+        problems.append(f"images are {_dtype_name(images)}, expected float32")
+    if images.dim() != 4:
+        problems.append(f"images have shape {list(images.shape)}, expected [N, C, H, W]")
+    elif images.shape[0] == 0:
+        problems.append("the set is empty (0 images)")
+    elif min(images.shape) == 0:
+        problems.append(f"images have shape {list(images.shape)}, expected no zero size")
+    if labels.dtype != torch.int64:
+        problems.append(f"labels are {_dtype_name(labels)}, expected int64")
+    if labels.dim() != 1 or (images.dim() > 0 and labels.shape[0] != images.shape[0]):
+        n = images.shape[0] if images.dim() else 0
+        problems.append(f"labels have shape {list(labels.shape)}, expected [{n}] (one per image)")
+    problems += _field_problems(meta, SET_FIELDS)
+    if problems:
+        raise refuse()
     n_classes = meta["num_classes"]
-    problems = []
-    if images.dim() != 4 or list(images.shape) != list(meta["shape"]):
+    if len(meta["class_names"]) != n_classes:
+        problems.append(f"{len(meta['class_names'])} class names for num_classes {n_classes}")
+    if list(images.shape) != meta["shape"]:
         problems.append(f"images have shape {list(images.shape)}, metadata says {meta['shape']}")
-    if labels.shape != (images.shape[0],):
-        problems.append(f"{labels.shape[0] if labels.dim() else 0} labels for {images.shape[0]} images")
-    elif labels.numel() and (labels.min() < 0 or labels.max() >= n_classes):
-        problems.append(f"labels outside 0..{n_classes - 1}")
-    if len(meta["class_names"]) != n_classes or len(meta["mean"]) != images.shape[1]:
-        problems.append("class names or normalisation do not match the images")
+    channels = images.shape[1]
+    if len(meta["mean"]) != channels or len(meta["std"]) != channels:
+        problems.append(
+            f"{len(meta['mean'])} means and {len(meta['std'])} stds for {channels}-channel images"
+        )
+    if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
+        problems.append(f"labels {int(labels.min())}..{int(labels.max())} outside 0..{n_classes - 1}")
     if not torch.isfinite(images).all():
         problems.append("images contain NaN or infinity")
     if problems:
-        raise UserError(f"{path} is inconsistent: {'; '.join(problems)}")
+        raise refuse()
     return images, labels, meta
+
+
+def _metadata_as_json(meta: dict) -> dict:
+    """`meta` as a reader will see it (after the round trip through JSON)."""
+    return json.loads(json.dumps(meta, default=str))
+
+
+def save_synthetic(path: str | Path, images: torch.Tensor, labels: torch.Tensor, meta: dict) -> None:
+    """Save a synthetic (or selected) set: normalised images [N,C,H,W], labels [N], metadata.
+
+    What would not load back (see `check_synthetic`) is refused with a UserError before writing.
+    """
+    names = meta.get("class_names")
+    meta = {**meta, "num_classes": len(names) if isinstance(names, list | tuple) else 0}
+    meta["shape"] = list(images.shape)
+    tensors = {"images": images.detach().float(), "labels": labels.detach().long()}
+    check_synthetic(path, tensors, _metadata_as_json({**meta, "format_version": FORMAT_VERSION}))
+    save_tensors(path, tensors, meta)
+
+
+def load_synthetic(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Load a saved set and check all of it (`check_synthetic`); anything wrong is a UserError."""
+    tensors, meta = load_tensors(path)
+    return check_synthetic(path, tensors, meta)
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
@@ -186,8 +370,31 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, metadata) of a checkpoint; a UserError when `path` holds something else."""
+    """(tensors, metadata) of a checkpoint, checked as far as it can be without the run's
+    settings: the tensor names and dtypes (CHECKPOINT_TENSORS), images [N, C, H, W] with
+    momentum of the same shape, all finite, and the metadata's types (CHECKPOINT_FIELDS).
+    A UserError (one line) when any of it is wrong; `dcclib.runs` checks shapes and
+    `next_outer` against the run's settings."""
     tensors, meta = load_tensors(path)
     if meta.get("kind") != "checkpoint" or "images" not in tensors:
         raise UserError(f"{path} is not a dcclib checkpoint")
+    problems = []
+    unexpected = sorted(set(tensors) - set(CHECKPOINT_TENSORS))
+    if unexpected:
+        problems.append(f"it holds unexpected tensors {unexpected}")
+    for name, dtype in CHECKPOINT_TENSORS.items():
+        t = tensors.get(name)
+        if t is None:
+            continue
+        if t.dtype != dtype:
+            problems.append(f"{name} are {_dtype_name(t)}, expected {str(dtype).removeprefix('torch.')}")
+        elif t.dim() != 4 or min(t.shape) == 0:
+            problems.append(f"{name} have shape {list(t.shape)}, expected [N, C, H, W] with no zero size")
+        elif t.shape != tensors["images"].shape:
+            problems.append(f"{name} have shape {list(t.shape)}, images {list(tensors['images'].shape)}")
+        elif not torch.isfinite(t).all():
+            problems.append(f"{name} contain NaN or infinity")
+    problems += _field_problems(meta, CHECKPOINT_FIELDS)
+    if problems:
+        raise UserError(f"{path} is not a valid checkpoint: {'; '.join(problems)}")
     return tensors, meta

@@ -226,14 +226,23 @@ def dcc_loss(
     syn_counts: Sequence[int],
     distance: str = "layerwise",
     real_chunk: int | None = None,
+    mode: str = "vmap",
 ) -> Tensor:
-    """DCC, Eq. (10): D(mean_c g_real_c, mean_c g_syn_c), each side one batched gradient.
+    """DCC, Eq. (10): D(mean_c g_real_c, mean_c g_syn_c), each side one weighted gradient.
 
     The real side weights every image by 1/(C*k_c), which equals the average over classes of
     per-class mean gradients for any class counts; the synthetic side is the mean CE over all
     C*ipc images (ipc is equal across classes). The network must normalise per sample
     (instance norm, or frozen batch norm) for the concatenation to be exact.
+    Speed (the same numbers up to float rounding): mode "vmap" takes the real batch in one pass;
+    "loop" accumulates it one class's worth of images at a time, as the original does, which is
+    faster on a CPU (cache-sized activations; benchmarks/bench_condense.py --paper-shapes).
     """
+    if mode not in CLASSWISE_MODES:
+        raise UserError(f"unknown class-wise mode '{mode}'; choose one of: {', '.join(CLASSWISE_MODES)}")
+    if mode == "loop":
+        per_class = max(real_counts)
+        real_chunk = per_class if real_chunk is None else min(real_chunk, per_class)
     w_real = class_weights(real_counts, real_x)
     w_syn = class_weights(syn_counts, syn_x)
     g_real = collective_gradient(net, real_x, real_y, w_real, chunk_size=real_chunk)

@@ -289,3 +289,18 @@ def test_condense_unknown_method_exits_before_any_work(capsys, tmp_path, monkeyp
     out = tmp_path / "run"
     err = one_line_error(["condense", *TINY, "--method", "nosuch", "--out", str(out)], capsys, tmp_path)
     assert "unknown method 'nosuch'" in err and not out.exists()
+
+
+def test_a_set_is_evaluated_with_the_dsa_strategy_it_was_condensed_with(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run(
+        ["condense", *TINY, "--method", "dsa", "--dsa-strategy", "flip", "--out", str(out)], capsys
+    )
+    assert code == 0, err
+    report = tmp_path / "eval.json"
+    args = ["evaluate", str(out / "synthetic.safetensors"), "--models", "mlp", "--num-nets", "1"]
+    code, _, err = run([*args, "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(report)], capsys)
+    assert code == 0, err
+    summary = json.loads(report.read_text())
+    assert summary["eval_config"]["dsa_strategy"] == "flip"
+    assert summary["results"][0]["augment"] == "dsa"

@@ -172,6 +172,13 @@ def test_idx_errors(tmp_path: Path) -> None:
     raw = idx_bytes(arrays["train-images-idx3-ubyte"])
     (tmp_path / "mnist" / "train-images-idx3-ubyte").write_bytes(raw[:-5])
     assert "truncated" in one_line_error(load_dataset, "mnist", data_root=tmp_path, download=False)
+    (tmp_path / "mnist" / "train-images-idx3-ubyte").write_bytes(raw + b"x")
+    assert "longer than its shape" in one_line_error(
+        load_dataset, "mnist", data_root=tmp_path, download=False
+    )
+    (tmp_path / "mnist" / "train-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((0, 28, 28), np.uint8)))
+    (tmp_path / "mnist" / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(0, np.uint8)))
+    assert "no train images" in one_line_error(load_dataset, "mnist", data_root=tmp_path, download=False)
 
 
 def test_mnist_download_failure_is_user_error(tmp_path: Path, monkeypatch) -> None:
@@ -277,6 +284,60 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     assert "neither" in one_line_error(load_dataset, str(tmp_path / "empty"))
 
 
+def test_test_folder_missing_a_train_class_is_refused(tmp_path: Path) -> None:
+    """Issue 11, item 10: every class of train/ needs test images (folders and tarballs)."""
+    import shutil
+
+    write_png_folder(tmp_path / "f")
+    shutil.rmtree(tmp_path / "f" / "test" / "moth")
+    msg = one_line_error(load_dataset, str(tmp_path / "f"))
+    assert "test has no images of class moth" in msg and "needs training and test images" in msg
+    (tmp_path / "f" / "test" / "moth").mkdir()  # an empty class folder is no better
+    assert "no images of class moth" in one_line_error(load_dataset, str(tmp_path / "f"))
+    (tmp_path / "tars").mkdir()
+    for split in ("train", "test"):
+        with tarfile.open(tmp_path / "tars" / f"{split}.tar.gz", "w:gz") as tf:
+            tf.add(tmp_path / "f" / split, arcname=split)
+    assert "no images of class moth" in one_line_error(load_dataset, str(tmp_path / "tars"))
+
+
+def test_image_folder_links_and_special_files(tmp_path: Path) -> None:
+    """Issue 11, item 8: a broken link or a pipe named like an image is one line (reading a pipe
+    would block); links that loop back are followed once, not forever."""
+    write_png_folder(tmp_path / "f")
+    ant = tmp_path / "f" / "train" / "ant"
+    (ant / "sub").mkdir()
+    for name, target in (("loop", ant), ("back", ant), ("again", ant / "sub")):  # 2^depth paths
+        (ant / "sub" / name).symlink_to(target)
+    assert load_dataset(str(tmp_path / "f")).train_images.shape[0] == 9
+    (ant / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    msg = one_line_error(load_dataset, str(tmp_path / "f"))
+    assert "gone.png is a broken link" in msg
+    (ant / "gone.png").unlink()
+    os.mkfifo(ant / "pipe.png")
+    assert "pipe.png is not a regular file" in one_line_error(load_dataset, str(tmp_path / "f"))
+
+
+def test_image_folder_refuses_huge_images_before_decoding(tmp_path: Path) -> None:
+    from PIL import Image
+
+    write_png_folder(tmp_path / "f")
+    Image.new("1", (4097, 4096)).save(tmp_path / "f" / "train" / "ant" / "huge.png")  # 16.8 Mpixels, 2 kB
+    msg = one_line_error(load_dataset, str(tmp_path / "f"))
+    assert "4097x4096" in msg and "resize" in msg
+
+
+def test_a_damaged_image_cache_is_rebuilt(tmp_path: Path) -> None:
+    write_png_folder(tmp_path / "f")
+    first = load_dataset(str(tmp_path / "f"))
+    (cache,) = (tmp_path / "f" / ".dcc-cache").glob("*.npz")
+    arrays = dict(np.load(cache))
+    arrays["train_labels"] = arrays["train_labels"] + 100  # consistent file, impossible labels
+    np.savez(cache, **arrays)
+    again = load_dataset(str(tmp_path / "f"))
+    assert torch.equal(again.train_labels, first.train_labels)
+
+
 # ---------------------------------------------------------------- CIFAR python batches
 
 
@@ -350,6 +411,41 @@ def test_cifar_errors(tmp_path: Path, monkeypatch) -> None:
     assert "refusing" in one_line_error(load_dataset, "cifar10", data_root=tmp_path, download=False)
 
 
+@pytest.mark.parametrize(
+    "labels, where",
+    [
+        ([[0], [1], [2], [3]], "data_batch_1"),  # nested lists (numpy would build a 2-D array)
+        ([0.0, 1.0, 2.0, 3.0], "data_batch_1"),
+        (["0", "1", "2", "3"], "data_batch_1"),
+        (7, "data_batch_1"),
+        (None, "test_batch"),
+        ([True, False, True], "test_batch"),
+        ([2**70, 0, 0], "test_batch"),
+    ],
+)
+def test_cifar_labels_must_be_a_flat_list_of_integers(tmp_path: Path, labels: object, where: str) -> None:
+    """Issue 11, item 8: labels are checked element by element before numpy sees them."""
+    write_cifar(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / where
+    n = 4 if where == "data_batch_1" else 3
+    path.write_bytes(pickle.dumps({b"data": np.zeros((n, 3072), np.uint8), b"labels": labels}))
+    msg = one_line_error(load_dataset, "cifar10", data_root=tmp_path, download=False)
+    assert where in msg and "flat list of N integers" in msg
+
+
+def test_cifar_meta_and_empty_batches(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": 5}))
+    assert "not a list of class names" in one_line_error(
+        load_dataset, "cifar10", data_root=tmp_path, download=False
+    )
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"\xff\xfe", b"b"] * 5}))
+    assert load_dataset("cifar10", data_root=tmp_path, download=False).class_names[0] == "\ufffd\ufffd"
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}))
+    assert "no test images" in one_line_error(load_dataset, "cifar10", data_root=tmp_path, download=False)
+
+
 # ---------------------------------------------------------------- SVHN
 
 
@@ -369,6 +465,32 @@ def test_svhn_mat(tmp_path: Path) -> None:
     np.testing.assert_array_equal(pixels(ds, ds.train_images), xs["train"].transpose(3, 2, 0, 1))
     msg = one_line_error(load_dataset, "svhn", data_root=tmp_path / "nowhere", download=False)
     assert "train_32x32.mat" in msg
+
+
+def test_svhn_files_are_checked_before_scipy_reads_them(tmp_path: Path) -> None:
+    """Issue 11, item 8: not a MATLAB 5 file, a v4 file, a non-numeric X, labels outside 1..10,
+    a truncated file: each one line naming the file."""
+    sio = pytest.importorskip("scipy.io", reason="scipy is needed to write .mat files")
+    (tmp_path / "svhn").mkdir()
+    x = np.zeros((4, 4, 3, 2), np.uint8)
+    good = {"X": x, "y": np.array([[1], [10]], np.uint8)}
+    sio.savemat(tmp_path / "svhn" / "test_32x32.mat", good, do_compression=True)
+    train = tmp_path / "svhn" / "train_32x32.mat"
+    cases = [
+        (lambda: train.write_bytes(b"not a mat file at all" * 10), "not a MATLAB 5 file"),
+        (lambda: sio.savemat(train, {"X": np.zeros((4, 4)), "y": good["y"]}, format="4"), "not a MATLAB 5"),
+        (lambda: sio.savemat(train, {**good, "X": "a string"}), "X or y is not a real numeric array"),
+        (lambda: sio.savemat(train, {**good, "y": np.array([[1], [11]])}), "digits 1..10"),
+        (lambda: sio.savemat(train, {**good, "y": np.array([[1.5], [2]])}), "digits 1..10"),
+        (lambda: sio.savemat(train, {"X": x}), "'y'"),
+        (lambda: train.write_bytes((tmp_path / "svhn" / "test_32x32.mat").read_bytes()[:200]), "train_32x32"),
+    ]
+    for write, expected in cases:
+        write()
+        msg = one_line_error(load_dataset, "svhn", data_root=tmp_path, download=False)
+        assert expected in msg and "train_32x32.mat" in msg, (expected, msg)
+    sio.savemat(train, good, do_compression=True)
+    assert load_dataset("svhn", data_root=tmp_path, download=False).train_labels.tolist() == [1, 0]
 
 
 # ---------------------------------------------------------------- ImageNet32 group files
@@ -428,7 +550,7 @@ def test_unknown_name(tmp_path: Path) -> None:
     msg = one_line_error(load_dataset, "cifar11", data_root=tmp_path)
     assert msg.startswith("unknown dataset 'cifar11'; choose one of embedded-mnist, mnist")
     assert "imagenet32-insect" in msg and "train/<class>/" in msg
-    assert len(data.DATASET_NAMES) == 12
+    assert len(data.DATASET_NAMES) == 13  # with cifar100-dcc-norm (dcclib.data.variants)
 
 
 def test_real_mnist_integration() -> None:
@@ -469,6 +591,6 @@ def test_registry_one_signature_and_register(tmp_path: Path, monkeypatch) -> Non
 
     ds = load_dataset("tiny_set", data_root=tmp_path, download=False)
     assert ds.name == "tiny" and calls == [(tmp_path, torch.device("cpu"), False)]
-    assert data.dataset_names()[-1] == "Tiny-Set" and len(data.DATASET_NAMES) == 12
+    assert data.dataset_names()[-1] == "Tiny-Set" and len(data.DATASET_NAMES) == 13
     with pytest.raises(ValueError, match="already registered"):
         data.register("tinyset")(load_tiny)

@@ -101,6 +101,10 @@ def test_truncated_npz(capsys, npz_src, built) -> None:
         ({"labels": [0, 1, 2, 3]}, "1..1000"),
         ({"labels": [1, 2, 3, 1001]}, "1..1000"),
         ({"data": None}, "'data'"),
+        ({"labels": [[1], [2], [3], [4]]}, "flat list of integers"),  # nested: no 2-D array is built
+        ({"labels": [1.0, 2.0, 3.0, 4.0]}, "flat list of integers"),
+        ({"labels": np.array([[1, 2], [3, 4]])}, "flat list of integers"),
+        ({"labels": "1234"}, "flat list of integers"),
     ],
 )
 def test_wrong_content(capsys, src, built, bad, match) -> None:
@@ -136,6 +140,20 @@ def test_code_in_a_pickle_is_not_run(capsys, tmp_path, src, built, monkeypatch) 
         pickle.dump({"data": _Evil(), "labels": [1]}, fh)
     fails(capsys, built, "--src", src, match="train_data_batch_1")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_pickle_declaring_4_tib_is_one_line(capsys, src, built) -> None:
+    """Issue 11, item 8: a BINBYTES8 header declaring 4 TiB is not allocated."""
+    (src / "train_data_batch_6").write_bytes(b"\x80\x04\x8e" + (4 << 40).to_bytes(8, "little") + b"abc.")
+    fails(capsys, built, "--src", src, match="train_data_batch_6 is not a readable dataset batch file")
+
+
+def test_links_that_loop_in_src_are_walked_once(capsys, tmp_path, src) -> None:
+    (src / "sub").mkdir()
+    (src / "sub" / "up").symlink_to(src)
+    (src / "sub" / "again").symlink_to(src / "sub")
+    out = tmp_path / "looped"
+    assert main(["--src", str(src), "--out", str(out), "--groups", "automobile", "--no-progress"]) == 0
 
 
 def test_mixed_image_sizes(capsys, src, built) -> None:

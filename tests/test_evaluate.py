@@ -62,17 +62,89 @@ def test_evaluate_set_trains_fresh_networks_that_learn():
         assert r.mean > 0.6  # 3 separable classes: chance is 1/3
     # a different evaluation seed gives different networks (one pass only, before they all reach 100%)
     short = [
-        evaluate_set(x, y, data, "dc", EvalConfig(models=("mlp",), num_nets=3, epochs=0, seed=s))
+        evaluate_set(x, y, data, "dc", EvalConfig(models=("mlp",), num_nets=3, epochs=1, seed=s))
         for s in (0, 1)
     ]
     assert short[0][0].accuracies != short[1][0].accuracies
 
 
-def test_dsa_protocol_uses_augmentation():
+def spy_training_inputs(monkeypatch) -> list[torch.Tensor]:
+    """Record every batch a network of the one-after-another path sees in train mode."""
+    seen: list[torch.Tensor] = []
+    real = evaluate.create_model
+
+    def create(*args, **kwargs):
+        net = real(*args, **kwargs)
+        net.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()) if m.training else None)
+        return net
+
+    monkeypatch.setattr(evaluate, "create_model", create)
+    return seen
+
+
+def fraction_of_set_rows(batches: list[torch.Tensor], images: torch.Tensor) -> float:
+    rows = [row for b in batches for row in b]
+    return sum(any(torch.equal(r, img) for img in images) for r in rows) / len(rows)
+
+
+def test_dsa_protocol_augments_every_training_batch_in_the_sequential_path(monkeypatch):
+    """Catches: no DSA in the one-network-at-a-time path; DSA for a method that has none."""
     data = tiny_dataset(per_class=8)
     x, y = random_subset(data, 4, seed=0)
-    res = evaluate_set(x, y, data, "dsac", EvalConfig(models=("convnet_w32",), num_nets=1, epochs=2))
-    assert res[0].augment == "dsa" and 0.0 <= res[0].mean <= 1.0
+    assert protocol_defaults("dsac", data.name, "convnet_w32") == (1000, "dsa")
+    cfg = EvalConfig(models=("convnet_w32",), num_nets=1, epochs=2, parallel_nets=1)
+    seen = spy_training_inputs(monkeypatch)
+    (res,) = evaluate_set(x, y, data, "dsac", cfg)
+    assert res.augment == "dsa" and len(seen) == 3  # E + 1 passes of one batch
+    assert fraction_of_set_rows(seen, x) < 0.5
+    seen.clear()
+    (res,) = evaluate_set(x, y, data, "dc", cfg)  # not MNIST, not BatchNorm: no augmentation
+    assert res.augment == "none" and fraction_of_set_rows(seen, x) == 1.0
+
+
+def test_evaluation_uses_the_condensation_dsa_strategy(monkeypatch):
+    """The original passes its condensation's strategy to the evaluation (spec; issue 10 §7)."""
+    data = tiny_dataset(per_class=8)
+    x, y = random_subset(data, 4, seed=0)
+    flipped = torch.flip(x, dims=[3])
+    seen = spy_training_inputs(monkeypatch)
+    cfg = EvalConfig(models=("convnet_w32",), num_nets=1, epochs=4, parallel_nets=1, dsa_strategy="flip")
+    evaluate_set(x, y, data, "dsa", cfg)
+    rows = [row for b in seen for row in b]
+    # every row is an image of the set, or that image mirrored; some of each
+    plain = [any(torch.equal(r, img) for img in x) for r in rows]
+    mirrored = [any(torch.equal(r, img) for img in flipped) for r in rows]
+    assert all(p or m for p, m in zip(plain, mirrored)) and any(plain) and any(mirrored)
+    with pytest.raises(UserError, match="unknown"):
+        EvalConfig(dsa_strategy="color_wobble").validate()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(epochs=0),
+        dict(num_nets=0),
+        dict(lr=float("inf")),
+        dict(lr=float("nan")),
+        dict(momentum=1.0),
+        dict(weight_decay=-1.0),
+        dict(models=("nosuchnet",)),
+        dict(models=()),
+        dict(augment="sometimes"),
+    ],
+)
+def test_bad_evaluation_settings_are_refused_before_training(bad):
+    data = tiny_dataset(per_class=8)
+    x, y = random_subset(data, 2, seed=0)
+    with pytest.raises(UserError):
+        evaluate_set(x, y, data, "dc", EvalConfig(**{**dict(models=("mlp",), num_nets=1, epochs=1), **bad}))
+
+
+def test_an_empty_set_is_refused():
+    data = tiny_dataset(per_class=8)
+    x, y = random_subset(data, 2, seed=0)
+    with pytest.raises(UserError, match="empty"):
+        evaluate_set(x[:0], y[:0], data, "dc", EvalConfig(models=("mlp",), num_nets=1, epochs=1))
 
 
 def test_random_subset_is_seeded_and_per_class():

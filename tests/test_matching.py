@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dcclib.augment import apply_dsa, dsa_siamese, sample_dsa
+from dcclib.augment import apply_dsa, sample_dsa
 from dcclib.errors import UserError
 from dcclib.matching import dc_loss, dcc_loss, gradient_distance
 from dcclib.models import ConvNet, create_model
@@ -165,17 +165,31 @@ def test_siamese_dsa_fast_path_matches_literal(collective):
     torch.testing.assert_close(got[1], ref[1], rtol=1e-7, atol=1e-9)
 
 
-def test_dsa_siamese_uses_one_draw_per_class():
-    """dsa_siamese (what condense calls) equals applying per-class draws from the same stream."""
-    _, rx, ry, syn, sy, _ = make_problem(6)
-    out_real, out_syn = dsa_siamese(
-        [rx, syn.detach()], [ry, sy], C, STRATEGY, generator=torch.Generator().manual_seed(11)
-    )
-    draws = sample_dsa(
-        C, STRATEGY, image_size=(16, 16), device="cpu", generator=torch.Generator().manual_seed(11)
-    )
-    torch.testing.assert_close(out_real, apply_dsa(rx, draws.index(ry), STRATEGY))
-    torch.testing.assert_close(out_syn, apply_dsa(syn.detach(), draws.index(sy), STRATEGY))
+@pytest.mark.parametrize("chunk", [None, 3])
+@pytest.mark.parametrize("family", ["color", "crop", "cutout", "flip", "scale", "rotate"])
+def test_siamese_augmentation_shares_a_draw_within_a_class_only(family, chunk):
+    """What condense calls (siamese_augment, whole or chunked): a real image equal to its class's
+    synthetic image stays equal to it after augmentation (one draw per class), and classes with
+    identical images get different draws. Catches: independent draws for the real and the
+    synthetic side, one draw for all classes, and chunks that redraw."""
+    from dcclib.augment import DSAParams
+    from dcclib.condense import siamese_augment
+
+    torch.manual_seed(0)
+    proto = torch.randn(1, 3, 16, 16)
+    syn = proto.repeat(C, 1, 1, 1)  # every class: the same image
+    sy = torch.arange(C)
+    rx = proto.repeat(C * 4, 1, 1, 1)  # 4 real copies of it per class
+    ry = torch.arange(C).repeat_interleave(4)
+    differ = 0
+    for seed in range(8):
+        torch.manual_seed(seed)
+        real, out = siamese_augment(rx, ry, syn, sy, C, family, DSAParams(), chunk)
+        for c in range(C):
+            for r in real[ry == c]:
+                torch.testing.assert_close(r, out[c], rtol=0, atol=1e-6)
+        differ += any(not torch.allclose(out[0], out[c], atol=1e-6) for c in range(1, C))
+    assert differ >= 4  # flip leaves half the draws unchanged; the others differ almost surely
 
 
 def test_layerwise_distance_ignores_one_dimensional_parameters():

@@ -81,7 +81,7 @@ def test_evaluate_set_rejects_an_unknown_method_before_training(monkeypatch):
     data = tiny_dataset(per_class=4)
     x, y = data.train_images[:6], data.train_labels[:6]
     with pytest.raises(UserError) as info:
-        evaluate_set(x, y, data, "nosuch", EvalConfig(models=("mlp",), num_nets=1, epochs=0))
+        evaluate_set(x, y, data, "nosuch", EvalConfig(models=("mlp",), num_nets=1, epochs=1))
     message = str(info.value)
     assert message.startswith("unknown method 'nosuch'; choose one of: random, ") and "\n" not in message
     with pytest.raises(UserError, match="unknown method"):

@@ -15,7 +15,7 @@ import torch
 from dcclib.data.dataset import STATS, ImageDataset, _fetch, _first_with, _make
 from dcclib.data.folder import load_folder
 from dcclib.errors import UserError
-from dcclib.safe_pickle import load_array_pickle
+from dcclib.safe_pickle import int_labels, load_array_pickle
 
 _CIFAR = {  # folder, url, md5, train files, test files, meta file, label key, names key
     "cifar10": (
@@ -72,7 +72,7 @@ def _load_cifar(key: str, root: Path, device: torch.device, download: bool) -> I
         xs, ys = [], []
         for f in files:
             d = _pickled_dict(folder / f)
-            x, y = d.get("data"), d.get(label_key)
+            x, y = d.get("data"), int_labels(d.get(label_key))
             if (
                 not isinstance(x, np.ndarray)
                 or x.dtype != np.uint8
@@ -82,20 +82,20 @@ def _load_cifar(key: str, root: Path, device: torch.device, download: bool) -> I
                 or len(y) != len(x)
             ):
                 raise UserError(
-                    f"{folder / f} is not a CIFAR python batch ('data' N x 3072 uint8 and '{label_key}')"
+                    f"{folder / f} is not a CIFAR python batch ('data' N x 3072 uint8 and "
+                    f"'{label_key}' a flat list of N integers)"
                 )
             xs.append(x.reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(y, dtype=np.int64))
+            ys.append(y)
         return np.concatenate(xs), np.concatenate(ys)
 
     train, test = read(train_files), read(test_files)
-    meta = _pickled_dict(folder / meta_file)
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(names_key, [])]
-    if (
-        not names
-        or int(max(train[1].max(), test[1].max())) >= len(names)
-        or min(train[1].min(), test[1].min()) < 0
-    ):
+    raw_names = _pickled_dict(folder / meta_file).get(names_key)
+    if not isinstance(raw_names, list | tuple) or not all(isinstance(n, bytes | str) for n in raw_names):
+        raise UserError(f"{folder / meta_file}: '{names_key}' is not a list of class names")
+    names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in raw_names]
+    labels = np.concatenate([train[1], test[1]])
+    if not names or (labels.size and (labels.min() < 0 or labels.max() >= len(names))):
         raise UserError(f"{folder / meta_file}: '{names_key}' does not cover the labels")
     return _make(key, train, test, names, *STATS[key], str(folder.resolve()), device)
 

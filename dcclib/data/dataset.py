@@ -170,7 +170,19 @@ def _make(
     device: torch.device,
     channels_last: bool = False,
 ) -> ImageDataset:
-    """An ImageDataset from uint8 (images, labels) pairs, NCHW (or NHWC with channels_last)."""
+    """An ImageDataset from uint8 (images, labels) pairs, NCHW (or NHWC with channels_last).
+
+    Every loader ends here, so what no dataset may be is refused here (a UserError): a split
+    without images, images of zero size, a label count that differs from the image count, or
+    labels outside 0..len(class_names)-1.
+    """
+    for split, (x, y) in (("train", train), ("test", test)):
+        if x.ndim != 4 or x.shape[0] == 0 or min(x.shape) == 0:
+            raise UserError(f"dataset {name} has no {split} images (image array of shape {list(x.shape)})")
+        if np.shape(y) != (x.shape[0],):
+            raise UserError(f"dataset {name}: {x.shape[0]} {split} images but {np.size(y)} labels")
+        if np.min(y) < 0 or np.max(y) >= len(class_names):
+            raise UserError(f"dataset {name}: {split} labels outside 0..{len(class_names) - 1}")
 
     def labels(y: np.ndarray) -> Tensor:
         return torch.from_numpy(np.asarray(y, dtype=np.int64).copy()).to(device)

@@ -4,6 +4,12 @@
 Images are decoded once (PIL, in threads) and cached as an ``.npz`` in ``<folder>/.dcc-cache``
 (or ``~/.cache/dcc-companion`` when the folder is read-only), keyed by the files' names, sizes
 and modification times; statistics are the exact per-channel mean/std of the training pixels.
+
+The folder is untrusted input: every class of train/ needs test images, an image name must be a
+regular file (a broken link is an error, not a skipped file), a folder reached twice through
+links is read once (no endless walk), an image may have at most MAX_IMAGE_PIXELS pixels, an
+archive is read in chunks and may not expand beyond deflate's limit, and a cache file is used
+only when its arrays are consistent (else it is rebuilt).
 """
 
 from __future__ import annotations
@@ -11,20 +17,25 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import tarfile
 import tempfile
 import warnings
-import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
 
 from dcclib.data.dataset import ImageDataset, _make, _one_line
 from dcclib.errors import UserError
+from dcclib.safe_pickle import load_npz
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+MAX_IMAGE_PIXELS = 4096 * 4096  # per image; a larger one is refused before it is decoded
+_DEFLATE_MAX_RATIO = 1032  # deflate never expands data by more than this factor
 _CACHE_VERSION = "1"
 
 Entry = tuple[str, str, Path | bytes]  # class, path inside the class folder, file or its bytes
@@ -39,19 +50,41 @@ def _dir_entries(split_dir: Path) -> tuple[list[str], list[Entry]]:
     classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and e.name[0] != ".")
     entries: list[Entry] = []
     for cls in classes:
+        seen: set[tuple[int, int]] = set()  # folders already read: links may form cycles
         for dirpath, dirnames, fnames in os.walk(split_dir / cls, followlinks=True):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
             dirnames[:] = [d for d in dirnames if d[0] != "."]
             rel_dir = os.path.relpath(dirpath, split_dir / cls)
             for fn in fnames:
                 if fn[0] != "." and fn.lower().endswith(IMAGE_EXTENSIONS):
                     rel = fn if rel_dir == "." else f"{rel_dir}/{fn}"
-                    entries.append((cls, rel, Path(dirpath) / fn))
+                    entries.append((cls, rel, _regular_file(Path(dirpath) / fn)))
     return classes, _sort_entries(entries)
 
 
+def _regular_file(path: Path) -> Path:
+    """`path`, once it is known to be a regular file (after links): not a broken link, a pipe
+    (reading it would block) or a device."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"{path} is a broken link: remove it or restore its target") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {_one_line(exc)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{path} is not a regular file: remove it")
+    return path
+
+
 def _tar_entries(tar_path: Path, split: str) -> list[Entry]:
-    """Image members of ``<split>.tar.gz`` read straight from the archive (nothing extracted)."""
+    """Image members of ``<split>.tar.gz`` read straight from the archive (nothing extracted), in
+    chunks, and in all at most what deflate can expand the archive to."""
     entries: list[Entry] = []
+    budget = tar_path.stat().st_size * _DEFLATE_MAX_RATIO
     try:
         with tarfile.open(tar_path, "r:*") as tf:
             for m in tf:
@@ -64,12 +97,23 @@ def _tar_entries(tar_path: Path, split: str) -> list[Entry]:
                     and m.name.lower().endswith(IMAGE_EXTENSIONS)
                     and not any(p[0] == "." for p in parts)
                 ):
+                    budget -= m.size
+                    if budget < 0:
+                        raise UserError(f"{tar_path} expands to more than deflate allows: it is corrupt")
                     f = tf.extractfile(m)
                     if f is not None:
-                        entries.append((parts[0], "/".join(parts[1:]), f.read()))
-    except (OSError, EOFError, tarfile.TarError) as exc:
+                        entries.append((parts[0], "/".join(parts[1:]), _read_member(f, m.size)))
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
         raise UserError(f"cannot read {tar_path}: {_one_line(exc)}") from None
     return _sort_entries(entries)
+
+
+def _read_member(f: IO[bytes], size: int) -> bytes:
+    """A member's bytes, read in chunks (its declared size is not allocated up front)."""
+    data = bytearray()
+    while len(data) < size and (chunk := f.read(min(1 << 20, size - len(data)))):
+        data += chunk
+    return bytes(data)
 
 
 def _decode(entry: Entry) -> np.ndarray:
@@ -78,9 +122,32 @@ def _decode(entry: Entry) -> np.ndarray:
     src = entry[2]
     try:
         with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise UserError(
+                    f"image {entry[0]}/{entry[1]} is {im.width}x{im.height}, more than "
+                    f"{MAX_IMAGE_PIXELS} pixels: resize the images"
+                )
             return np.asarray(im.convert("L" if im.mode in ("1", "L") else "RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (UserError, MemoryError):
+        raise
+    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, struct.error, ...) on bad data
         raise UserError(f"cannot read image {entry[0]}/{entry[1]}: {_one_line(exc)}") from None
+
+
+def _check_classes(folder: Path, classes: list[str], splits: dict[str, list[Entry]]) -> None:
+    """Every image's class is one of train/'s, and every class has training and test images."""
+    for s, entries in splits.items():
+        present = {e[0] for e in entries}
+        unknown = sorted(present - set(classes))
+        if unknown:
+            raise UserError(f"{folder}/{s} has classes missing from train/: {', '.join(unknown)}")
+        lacking = [c for c in classes if c not in present]
+        if lacking:
+            shown = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
+            raise UserError(
+                f"{folder}/{s} has no images of class {shown}: every class of train/ needs "
+                "training and test images"
+            )
 
 
 def _decode_all(folder: Path, splits: dict[str, list[Entry]], classes: list[str]) -> dict[str, np.ndarray]:
@@ -92,9 +159,6 @@ def _decode_all(folder: Path, splits: dict[str, list[Entry]], classes: list[str]
     first = next(a for arrays in decoded.values() for a in arrays)
     out: dict[str, np.ndarray] = {}
     for s, entries in splits.items():
-        unknown = sorted({e[0] for e in entries} - set(index))
-        if unknown:
-            raise UserError(f"{folder}/{s} has classes missing from train/: {', '.join(unknown)}")
         images = np.empty((len(entries), *first.shape[:2], 3 if rgb else 1), np.uint8)
         for i, (e, a) in enumerate(zip(entries, decoded[s], strict=True)):
             if a.shape[:2] != first.shape[:2]:
@@ -137,16 +201,50 @@ def _cache_name(folder: Path, d: Path, key: str) -> str:
     return f"images-{hashlib.sha256(str(folder).encode()).hexdigest()[:12]}-{key}.npz"
 
 
+_CACHE_KEYS = (
+    "key",
+    "train_images",
+    "train_labels",
+    "test_images",
+    "test_labels",
+    "mean",
+    "std",
+    "class_names",
+)
+
+
+def _valid_cache(z: dict[str, np.ndarray], key: str) -> bool:
+    """Whether arrays read from a cache file are those `_decode_all` writes for `key`."""
+    if set(z) != set(_CACHE_KEYS) or z["key"].shape != () or str(z["key"]) != key:
+        return False
+    xtr, xte, names = z["train_images"], z["test_images"], z["class_names"]
+    if xtr.dtype != np.uint8 or xtr.ndim != 4 or xtr.shape[3] not in (1, 3) or xte.shape[1:] != xtr.shape[1:]:
+        return False
+    if xte.dtype != np.uint8 or names.ndim != 1 or names.dtype.kind != "U" or not len(names):
+        return False
+    for x, y in ((xtr, z["train_labels"]), (xte, z["test_labels"])):
+        if y.dtype != np.int64 or y.shape != (len(x),) or not len(y) or y.min() < 0 or y.max() >= len(names):
+            return False
+        if np.bincount(y, minlength=len(names)).min() == 0:  # a class without images
+            return False
+    stats = [z["mean"], z["std"]]
+    if any(a.dtype != np.float64 or a.shape != (xtr.shape[3],) or not np.isfinite(a).all() for a in stats):
+        return False
+    return bool((z["std"] > 0).all())
+
+
 def _read_cache(folder: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The cached arrays of `folder` for `key`, or None; a damaged or inconsistent cache is
+    ignored (and rebuilt)."""
     for d in _cache_dirs(folder):
         path = d / _cache_name(folder, d, key)
         if path.is_file():
             try:
-                with np.load(path, allow_pickle=False) as z:
-                    if str(z["key"]) == key:
-                        return {k: z[k] for k in z.files if k != "key"}
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-                pass  # a damaged cache is rebuilt
+                z = load_npz(path, _CACHE_KEYS)
+            except UserError:
+                continue
+            if _valid_cache(z, key):
+                return {k: v for k, v in z.items() if k != "key"}
     return None
 
 
@@ -210,6 +308,7 @@ def load_folder(
             classes = sorted({e[0] for e in splits["train"]})
         if not splits["train"] or not splits["test"]:
             raise UserError(f"{folder}: no .png/.jpg/.jpeg images in train/ or test/")
+        _check_classes(folder, classes, splits)
         arrays = _decode_all(folder, splits, classes)
         _write_cache(folder, key, arrays)
     mean, std = stats or (tuple(arrays["mean"]), tuple(arrays["std"]))

@@ -5,7 +5,9 @@ when missing and allowed.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,22 +30,47 @@ FASHION_CLASSES = [
 ]
 
 
+_GZIP_MAX_RATIO = 1032  # deflate never expands data by more than this factor
+_CHUNK = 1 << 20
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """An idx file of unsigned bytes (gzipped or not) as a numpy array of its stated shape."""
+    """An idx file of unsigned bytes (gzipped or not) as a numpy array of its stated shape.
+
+    The stated shape is checked before its bytes are read: a plain file must hold exactly that
+    many, a gzipped one cannot hold more than deflate's limit allows, and the bytes are read in
+    chunks, so no header makes this allocate more than the file really holds.
+    """
     try:
+        size = path.stat().st_size
         with open(path, "rb") as f:
             gz = f.read(2) == b"\x1f\x8b"
         with gzip.open(path, "rb") if gz else open(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as exc:
+            head = f.read(4)
+            if len(head) < 4 or head[0] or head[1] or head[2] != 0x08 or head[3] == 0:
+                raise UserError(f"{path} is not an idx file of unsigned bytes")
+            raw_dims = f.read(4 * head[3])
+            if len(raw_dims) < 4 * head[3]:
+                raise UserError(f"{path} is truncated: its header ends early")
+            dims = struct.unpack(f">{head[3]}I", raw_dims)
+            declared = math.prod(dims)
+            room = size * _GZIP_MAX_RATIO if gz else size - 4 - len(raw_dims)
+            if declared > room:
+                holds = "can hold at most" if gz else "holds"
+                raise UserError(
+                    f"{path} is truncated or corrupt: shape {dims} needs {declared} bytes, "
+                    f"the file {holds} {room}"
+                )
+            body = bytearray()
+            while len(body) < declared and (chunk := f.read(min(_CHUNK, declared - len(body)))):
+                body += chunk
+            extra = f.read(1)
+    except (OSError, EOFError, zlib.error) as exc:
         raise UserError(f"cannot read idx file {path}: {_one_line(exc)}") from None
-    if len(data) < 4 or data[0] or data[1] or data[2] != 0x08 or len(data) < 4 + 4 * data[3]:
-        raise UserError(f"{path} is not an idx file of unsigned bytes")
-    dims = struct.unpack(f">{data[3]}I", data[4 : 4 + 4 * data[3]])
-    body = np.frombuffer(data, np.uint8, offset=4 + 4 * data[3])
-    if body.size != int(np.prod(dims)):
-        raise UserError(f"{path} is truncated or corrupt: {body.size} bytes for shape {dims}")
-    return body.reshape(dims).copy()
+    if len(body) != declared or extra:
+        what = "truncated" if len(body) < declared else "longer than its shape"
+        raise UserError(f"{path} is {what}: shape {dims} needs {declared} bytes")
+    return np.frombuffer(body, np.uint8).reshape(dims)
 
 
 _IDX_STEMS = {

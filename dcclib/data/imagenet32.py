@@ -7,14 +7,14 @@ the others: a known group at any resolution (``imagenet64-fish``), or any group 
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dcclib.data.dataset import ImageDataset, Loader, _make, _one_line
+from dcclib.data.dataset import ImageDataset, Loader, _make
 from dcclib.errors import UserError
+from dcclib.safe_pickle import load_npz
 
 IMAGENET_GROUPS = ("automobile", "terrier", "fish", "lizard", "truck", "insect")
 _NPZ_KEYS = (
@@ -31,6 +31,32 @@ _NPZ_KEYS = (
 )
 
 
+def _group_problem(a: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with the arrays of a group file, or None; each check assumes those before it."""
+    version, names, mean, std = a["format_version"], a["class_names"], a["mean"], a["std"]
+    xtr, ytr, xte, yte = a["train_images"], a["train_labels"], a["test_images"], a["test_labels"]
+    if version.shape != () or version.dtype.kind not in "iu" or int(version) != 1:
+        return "format_version != 1"
+    if xtr.dtype != np.uint8 or xtr.ndim != 4 or xtr.shape[3] != 3:
+        return "train_images not [N,H,W,3]"
+    if xte.dtype != np.uint8 or xte.shape[1:] != xtr.shape[1:]:
+        return "test_images shape differs"
+    c = len(names) if names.ndim == 1 else 0
+    if c == 0 or names.dtype.kind != "U" or a["wnids"].shape != (c,):
+        return "class names"
+    if ytr.shape != (len(xtr),) or yte.shape != (len(xte),):
+        return "label counts"
+    if ytr.dtype.kind not in "iu" or yte.dtype.kind not in "iu":
+        return "labels not integers"
+    if any(y.size and (y.min() < 0 or y.max() >= c) for y in (ytr, yte)):
+        return f"labels outside 0..{c - 1}"
+    if mean.shape != (3,) or std.shape != (3,) or mean.dtype.kind != "f" or std.dtype.kind != "f":
+        return "stats"
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        return "stats"
+    return None
+
+
 def load_group(name: str, root: Path, device: torch.device) -> ImageDataset:
     """A group file written by ``data_prep`` (uint8 NHWC images, labels, names, statistics)."""
     path = root / f"{name}.npz"
@@ -44,31 +70,16 @@ def load_group(name: str, root: Path, device: torch.device) -> ImageDataset:
         return UserError(f"{path} is not a valid {name} file ({why}); rebuild it with data_prep")
 
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise bad("not an .npz archive")
-            missing = [k for k in _NPZ_KEYS if k not in z.files]
-            if missing:
-                raise bad("missing " + ", ".join(missing))
-            a = {k: z[k] for k in _NPZ_KEYS}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise bad(_one_line(exc)) from None
+        a = load_npz(path, _NPZ_KEYS)
+    except UserError as exc:
+        raise UserError(f"{exc}; rebuild it with data_prep") from None
+    missing = [k for k in _NPZ_KEYS if k not in a]
+    if missing:
+        raise bad("missing " + ", ".join(missing))
+    problem = _group_problem(a)
+    if problem:
+        raise bad(problem)
     xtr, ytr, xte, yte = a["train_images"], a["train_labels"], a["test_images"], a["test_labels"]
-    c = len(a["class_names"]) if a["class_names"].ndim == 1 else 0
-    checks = [
-        (a["format_version"].shape == () and int(a["format_version"]) == 1, "format_version != 1"),
-        (xtr.dtype == np.uint8 and xtr.ndim == 4 and xtr.shape[3] == 3, "train_images not [N,H,W,3]"),
-        (xte.dtype == np.uint8 and xte.shape[1:] == xtr.shape[1:], "test_images shape differs"),
-        (c > 0 and a["class_names"].dtype.kind == "U" and a["wnids"].shape == (c,), "class names"),
-        (ytr.shape == (len(xtr),) and yte.shape == (len(xte),), "label counts"),
-        (ytr.dtype.kind in "iu" and yte.dtype.kind in "iu", "labels not integers"),
-        (a["mean"].shape == (3,) and a["std"].shape == (3,) and bool((a["std"] > 0).all()), "stats"),
-    ]
-    for ok, why in checks:
-        if not ok:
-            raise bad(why)
-    if len(ytr) and (ytr.min() < 0 or ytr.max() >= c) or len(yte) and (yte.min() < 0 or yte.max() >= c):
-        raise bad(f"labels outside 0..{c - 1}")
     return _make(
         name,
         (xtr, ytr),

@@ -22,6 +22,7 @@ from dcclib.data.folder import load_folder
 from dcclib.data.idx import load_fashion_mnist, load_mnist
 from dcclib.data.imagenet32 import IMAGENET_GROUPS, group_loader, load_group, match_group
 from dcclib.data.svhn import load_svhn
+from dcclib.data.variants import DCC_CIFAR100, load_cifar100_dcc_norm
 from dcclib.errors import UserError
 
 _LOADERS: dict[str, tuple[str, Loader]] = {}  # normalised name -> (name, loader), in order
@@ -68,6 +69,7 @@ _BUILTINS: tuple[tuple[str, Loader], ...] = (
     ("svhn", load_svhn),
     ("cifar10", load_cifar10),
     ("cifar100", load_cifar100),
+    (DCC_CIFAR100, load_cifar100_dcc_norm),
     *((f"imagenet32-{g}", group_loader(f"imagenet32-{g}")) for g in IMAGENET_GROUPS),
 )
 for _name, _loader in _BUILTINS:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from dcclib.condense import CondenseConfig
+from dcclib.data.variants import DCC_CIFAR100
 from dcclib.errors import UserError
 from dcclib.evaluate import EvalConfig
 
@@ -33,9 +34,17 @@ class Profile:
     eval_epochs: int | None  # E; None: the protocol's (300 or 1000)
     default_dataset: str  # what notebooks use when the paper's dataset is not available
     device: str  # "cpu" or "auto"
+    # (paper's dataset, what this profile loads for it): the paper profile reproduces the DCC
+    # code's CIFAR-100 normalisation (CIFAR-10's statistics, dcclib.data.variants)
+    dataset_variants: tuple[tuple[str, str], ...] = ()
+
+    def dataset_for(self, paper: str) -> str:
+        """The dataset this profile loads for the paper's dataset `paper`."""
+        return dict(self.dataset_variants).get(paper, paper)
 
     def condense_config(self, cfg: CondenseConfig) -> CondenseConfig:
         """The paper's config `cfg`, scaled to this profile (K_i, T from the schedule first)."""
+        given_simple = cfg.simple_gamma_inner  # None: derived again from the capped K_i below
         cfg = cfg.resolved()
         outer = self.outer_iterations or cfg.outer_iterations
         gamma_outer = (
@@ -51,7 +60,8 @@ class Profile:
             gamma_inner=gamma_inner,
             net_epochs=min(cfg.net_epochs, self.max_net_epochs or cfg.net_epochs),
             batch_real=self.batch_real or cfg.batch_real,
-        )
+            simple_gamma_inner=given_simple,
+        ).resolved()
 
     def eval_config(self, models: tuple[str, ...] = ("convnet",), seed: int = 0) -> EvalConfig:
         """The evaluation settings of this profile (networks, epochs) for `models`."""
@@ -98,6 +108,7 @@ PROFILES: dict[str, Profile] = {
         eval_epochs=None,
         default_dataset="cifar10",
         device="auto",
+        dataset_variants=(("cifar100", DCC_CIFAR100),),
     ),
 }
 

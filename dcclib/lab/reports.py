@@ -19,6 +19,7 @@ $DCC_RESULTS_DIR, so that neither appears as an injected parameter.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -32,6 +33,7 @@ from dcclib.lab.store import RESULTS_ENV, repo_root
 from dcclib.lab.writers import REPORTS_ENV, default_reports_dir, labels_line
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+RUNNER_PARAMETERS = ("profile", "device", "data_root")  # set by the runner's own options
 
 
 def notebooks_dir() -> Path:
@@ -118,6 +120,40 @@ def select(notebooks: list[Path], only: str | None) -> list[Path]:
     return chosen
 
 
+def notebook_parameters(notebook: Path) -> list[str]:
+    """The names assigned in `notebook`'s cell tagged "parameters" (what papermill can set)."""
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"cannot read notebook {notebook} ({exc})") from None
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not tagged:
+        return []
+    source = tagged[0]["source"]
+    try:
+        tree = ast.parse(source if isinstance(source, str) else "".join(source))
+    except SyntaxError as exc:
+        raise UserError(f"the parameters cell of {notebook} is not valid Python ({exc.msg})") from None
+    names: list[str] = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
+def check_parameters(notebooks: list[Path], params: dict) -> None:
+    """Every given parameter is one of each notebook's (papermill would only warn and run on
+    with the default); the runner's own (profile, device, data_root) go wherever they are used."""
+    for nb in notebooks:
+        known = notebook_parameters(nb)
+        unknown = sorted(set(params) - set(known) - set(RUNNER_PARAMETERS))
+        if unknown:
+            raise UserError(
+                f"notebook {nb.stem} has no parameter {', '.join(map(repr, unknown))}; its parameters are "
+                f"{', '.join(known) or 'none'} (choose notebooks with --only)"
+            )
+
+
 def run(
     profile: str = "smoke",
     only: str | None = None,
@@ -135,14 +171,16 @@ def run(
     if update_notebooks and (profile != "smoke" or parameters):
         raise UserError("--update-notebooks writes nbval references: only at profile smoke with defaults")
     src = notebooks or notebooks_dir()
+    params = {**({"profile": profile} if profile != "smoke" else {}), **(parameters or {})}
+    chosen = select(sorted(src.glob(NOTEBOOK_GLOB)), only)
+    check_parameters(chosen, params)  # before the output folder exists: a refusal writes nothing
     out = (output or default_reports_dir()).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    params = {**({"profile": profile} if profile != "smoke" else {}), **(parameters or {})}
     os.environ[REPORTS_ENV] = str(out)
     if results is not None:
         os.environ[RESULTS_ENV] = str(Path(results).resolve())
     done = []
-    for nb in select(sorted(src.glob(NOTEBOOK_GLOB)), only):
+    for nb in chosen:
         _clean(out, nb.stem)
         target = out / nb.name
         print(f"[reports] {nb.stem} (profile {profile}) ...", flush=True)

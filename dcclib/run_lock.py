@@ -1,0 +1,146 @@
+"""One process per run folder: a lock file that names its owner (pid, host, start time).
+
+The lock is created with O_CREAT | O_EXCL, so only one process can create it. A lock whose
+process is gone (same host, pid not alive: a kill -9, a power cut) is stale and taken over with
+a note; the check-and-take-over runs under an flock of the folder, so two processes cannot
+both take over the same stale lock (an flock goes away with its process: nothing stays stuck).
+A lock held by a live process, or by another host (which this one cannot check), is refused
+with one line that names the owner and the file to remove if that owner is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dcclib.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX: the lock file alone
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = "run.lock"
+
+
+@contextmanager
+def holding(folder: Path) -> Iterator[None]:
+    """Hold `folder`'s lock (folder/run.lock) for the block; a UserError when another run holds it."""
+    lock = folder / LOCK_NAME
+    mine = _acquire(lock)
+    try:
+        yield
+    finally:
+        _release(lock, mine)
+
+
+def check_free(folder: Path) -> None:
+    """Refuse early (before any work) a folder whose lock a live run holds; `holding` checks again."""
+    lock = folder / LOCK_NAME
+    owner = _read(lock) if lock.exists() else None
+    if owner is not None and not _stale(owner):
+        raise _in_use(lock, owner)
+
+
+def owner_text(owner: dict) -> str:
+    """'process PID on HOST (since TIME)' for a lock's contents."""
+    return f"process {owner.get('pid')} on {owner.get('host')} (since {owner.get('started')})"
+
+
+@contextmanager
+def _folder_mutex(folder: Path) -> Iterator[None]:
+    """An exclusive flock of the folder itself, held for a few file operations."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # pragma: no cover - a file system without flock: the lock file alone
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _acquire(lock: Path) -> str:
+    """Create `lock` for this process (taking over a stale one); its contents, to release it."""
+    mine = json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
+    with _folder_mutex(lock.parent):
+        if _create(lock, mine):
+            return mine
+        owner = _read(lock)
+        if owner is not None and not _stale(owner):
+            raise _in_use(lock, owner)
+        what = "an unreadable lock" if owner is None else f"the lock of {owner_text(owner)}"
+        print(f"dcc: note: {lock.parent}: taking over {what}, which is no longer running", file=sys.stderr)
+        lock.unlink(missing_ok=True)
+        if not _create(lock, mine):  # pragma: no cover - only without flock
+            raise UserError(f"{lock.parent} was just taken by another run")
+    return mine
+
+
+def _in_use(lock: Path, owner: dict) -> UserError:
+    return UserError(
+        f"{lock.parent} is in use by {owner_text(owner)}; wait for that run to end, "
+        f"or remove {lock} if it is no longer running"
+    )
+
+
+def _create(lock: Path, text: str) -> bool:
+    """Create `lock` holding `text`; False when it exists already."""
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    return True
+
+
+def _read(lock: Path) -> dict | None:
+    """The lock's owner, or None when the file is unreadable (a crash while writing it)."""
+    try:
+        owner = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def _stale(owner: dict) -> bool:
+    """The owner is known to be gone: this host, and its pid is not a live process."""
+    pid = owner.get("pid")
+    if type(pid) is not int or pid <= 0:
+        return True
+    if owner.get("host") != socket.gethostname():
+        return False  # another machine's process cannot be checked from here
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False
+
+
+def _release(lock: Path, mine: str) -> None:
+    """Remove `lock` if it is still this process's (it may have been removed by hand)."""
+    with _folder_mutex(lock.parent):
+        try:
+            if lock.read_text().strip() == mine:
+                lock.unlink()
+        except OSError:
+            pass
