@@ -52,6 +52,8 @@ from dcclib.matching import dc_loss, dcc_loss
 from dcclib.models import create_model, has_batchnorm
 from dcclib.runtime import activation_bytes_per_image, derive_seed, precision_context
 
+MAX_SYNTHETIC_BYTES = 16 * 2**30  # a larger synthetic set is refused before any allocation
+
 
 def uses_classwise_loss(cfg: CondenseConfig, outer: int, inner: int) -> bool:
     """The bi-level warm-up rule: DC's class-wise loss while both indices are in the warm-up.
@@ -141,6 +143,12 @@ def initial_synthetic(data: ImageDataset, cfg: CondenseConfig) -> tuple[Tensor, 
     counts = host_class_counts(data)
     if cfg.init == "real" and min(counts) < cfg.ipc:
         raise UserError(f"ipc {cfg.ipc} is larger than the smallest class ({min(counts)} images)")
+    size = data.num_classes * cfg.ipc * data.channels * data.image_size[0] * data.image_size[1] * 4
+    if 3 * size > MAX_SYNTHETIC_BYTES:  # the images, their gradient and the optimiser's momentum
+        raise UserError(
+            f"a synthetic set of {data.num_classes} x {cfg.ipc} images needs {3 * size / 2**30:.1f} GiB "
+            f"with its gradient and momentum (more than {MAX_SYNTHETIC_BYTES / 2**30:.0f} GiB): lower --ipc"
+        )
     torch.manual_seed(iteration_seed(cfg.seed, -1))
     labels = torch.arange(data.num_classes, device=data.device).repeat_interleave(cfg.ipc)
     if cfg.init == "real":

@@ -247,3 +247,10 @@ def test_network_trains_between_updates_only_and_with_dsa_for_dsa_methods(monkey
         assert sum(found) / len(found) < 0.5  # augmented batches: mostly not the images themselves
     else:
         assert found == [1.0] * len(found)  # plain batches of the synthetic images
+
+
+def test_a_synthetic_set_too_large_to_allocate_is_refused_before_any_work(tmp_path):
+    cfg = small(init="noise", ipc=10**9)
+    with pytest.raises(UserError, match="lower --ipc"):
+        condense(cfg, tiny_dataset(), run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
