@@ -26,6 +26,7 @@ import torch
 from bench_condense import load
 from literal import literal_evaluate
 
+from dcclib.augment import default_dsa_strategy
 from dcclib.evaluate import (
     EvalConfig,
     _augmenter,
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = {}
     modes = args.modes.split(",")
     if "literal" in modes:
-        aug = _augmenter(augment, data)
+        aug = _augmenter(augment, data, default_dsa_strategy(data.name))
         runs["literal"] = lambda: literal_evaluate(args.model, x, y, data, args.epochs, base, aug)
     if "sequential" in modes:
         cfg = EvalConfig(**{**base.__dict__, "parallel_nets": 1})
@@ -112,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     def one_net() -> None:
         torch.manual_seed(0)
         net = create_model(args.model, data.channels, data.num_classes, data.image_size).to(device)
-        train_from_scratch(net, x, y, args.epochs, base, _augmenter(augment, data))
+        train_from_scratch(
+            net, x, y, args.epochs, base, _augmenter(augment, data, default_dsa_strategy(data.name))
+        )
         test_accuracy(net, data, base.test_batch)
 
     flops_per_net, counter = C.count_flops(one_net)

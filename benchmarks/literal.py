@@ -28,6 +28,7 @@ from dcclib.condense import (
 from dcclib.data import ImageDataset
 from dcclib.evaluate import EvalConfig
 from dcclib.models import create_model, has_batchnorm
+from dcclib.runtime import precision_context
 
 
 def distance_wb(gwr: Tensor, gws: Tensor) -> Tensor:
@@ -89,7 +90,13 @@ def literal_outer_iteration(
     image_optimizer: torch.optim.Optimizer,
     outer: int,
 ) -> float:
-    """One outer iteration as the original code runs it; returns the mean loss (a float)."""
+    """One outer iteration as the original code runs it; returns the mean loss (a float).
+    In the run's precision, as the fast path (fp32: TF32 off on a GPU)."""
+    with precision_context(cfg.precision, data.device):
+        return _literal_outer(cfg, data, syn_images, syn_labels, image_optimizer, outer)
+
+
+def _literal_outer(cfg, data, syn_images, syn_labels, image_optimizer, outer) -> float:
     cfg = cfg.resolved()
     torch.manual_seed(iteration_seed(cfg.seed, outer))
     net = create_model(cfg.model, data.channels, data.num_classes, data.image_size).to(data.device)

@@ -19,6 +19,7 @@ off by default.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 from collections.abc import Callable
@@ -214,21 +215,26 @@ def train_from_scratch(
     opt = protocol_optimizer(net.parameters(), lr, cfg.momentum, cfg.weight_decay)
     n = images.shape[0]
     net.train()
-    for epoch in range(epochs + 1):
-        order = torch.randperm(n, device=images.device)
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            x = images[idx]
-            if augment is not None:
-                x = augment(x)
-            with runtime.precision_context(cfg.precision, images.device):  # the forward only:
-                loss = F.cross_entropy(net(x), labels[idx])  # autocast caches weight casts
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        if epoch == lr_drop_epoch(epochs):
-            lr *= LR_DROP_FACTOR
-            opt = protocol_optimizer(net.parameters(), lr, cfg.momentum, cfg.weight_decay)
+    autocast = cfg.precision == "bf16"  # the forward only: autocast caches its weight casts
+    flags = contextlib.nullcontext() if autocast else runtime.precision_context(cfg.precision, images.device)
+    with flags:  # fp32 / tf32: the TF32 flags hold for the backward passes too
+        for epoch in range(epochs + 1):
+            order = torch.randperm(n, device=images.device)
+            for start in range(0, n, cfg.batch_size):
+                idx = order[start : start + cfg.batch_size]
+                x = images[idx]
+                if augment is not None:
+                    x = augment(x)
+                with (
+                    runtime.precision_context("bf16", images.device) if autocast else contextlib.nullcontext()
+                ):
+                    loss = F.cross_entropy(net(x), labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if epoch == lr_drop_epoch(epochs):
+                lr *= LR_DROP_FACTOR
+                opt = protocol_optimizer(net.parameters(), lr, cfg.momentum, cfg.weight_decay)
     return net
 
 

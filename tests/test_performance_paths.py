@@ -29,6 +29,7 @@ from dcclib.condense import (
 )
 from dcclib.errors import UserError
 from dcclib.evaluate import EvalConfig, evaluate_set, random_subset
+from dcclib.models import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from literal import literal_outer_iteration  # noqa: E402
@@ -198,3 +199,22 @@ def test_precision_context_sets_both_tf32_flags_and_restores_them(precision, ins
         assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_strict_fp32_holds_for_the_backward_passes_of_evaluation_training():
+    """The TF32 flags of `precision="fp32"` must cover backward too (cuDNN's default allows TF32
+    in convolutions on a GPU): recorded at every backward of a network trained one at a time."""
+    from dcclib.evaluate import train_from_scratch
+
+    data = tiny_dataset(per_class=4)
+    net = create_model("convnet_w32", 3, 3, (16, 16))
+    seen = []
+    net.register_full_backward_hook(lambda *_: seen.append(torch.backends.cudnn.allow_tf32))
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        train_from_scratch(net, data.train_images, data.train_labels, 1, EvalConfig(precision="fp32"))
+        assert seen and not any(seen)
+        assert torch.backends.cudnn.allow_tf32  # restored afterwards
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
