@@ -3,12 +3,13 @@
 #   make test      runs the test suite (pytest + nbval)
 #   make lint      ruff check and ruff format --check (CI runs it before the tests)
 # Both create or update the local virtual environment .venv from pyproject.toml.
+#   make gpu-check the one-command GPU check (<= 8 min on one H100/H200; reports/performance.md)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test reports lint install clean-venv
+.PHONY: test reports lint install clean-venv gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,15 @@ reports: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The GPU check installs nothing (a GPU image may have no network): .venv's python when there is
+# one, else python3 (with PyTorch). GPU_CHECK_ARGS: e.g. --data-root DIR (a folder holding
+# cifar10-jpeg/; default data/), --budget SECONDS, --sections a,b; --help lists them.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_CHECK_ARGS ?= --data-root data
+
+gpu-check:
+	PYTHONUNBUFFERED=1 $(GPU_PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

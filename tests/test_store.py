@@ -207,3 +207,34 @@ def test_paper_markers_only_where_comparable():
     fig = views.plot_comparison(pd.DataFrame(rows))
     markers = [line for line in fig.axes[0].lines if line.get_marker() == "_" and len(line.get_xdata())]
     assert len(markers) == 4 and all(line.get_ydata()[0] == 40.0 for line in markers)
+
+
+def test_a_key_is_written_once_and_a_set_it_lacked_is_added(tmp_path, monkeypatch):
+    s = ResultStore(tmp_path)
+    cfg = _config()
+    first = s.put(cfg, {"accuracies": [0.5]})
+    assert s.put(cfg, {"accuracies": [0.9]}) == first  # idempotent: the first complete result stays
+    assert s.get(cfg)["result"] == {"accuracies": [0.5]}
+    monkeypatch.setattr(store, "MAX_TENSOR_BYTES", 100)
+    big = torch.randn(3, 3, 16, 16), torch.arange(3)
+    meta = {"dataset": "tiny", "class_names": ["a", "b", "c"], "mean": [0.0] * 3, "std": [1.0] * 3}
+    cfg2 = _config(run=2)
+    assert s.put(cfg2, {"n": 1}, *big, meta)["tensors"] is None  # too large for the default limit
+    monkeypatch.setenv(store.TENSOR_LIMIT_ENV, "0")  # a sweep stores every set
+    record = s.put(cfg2, {"n": 2}, *big, meta)
+    assert record["tensors"] and s.get(cfg2) == record and torch.equal(s.load_set(cfg2, record)[0], big[0])
+
+
+def test_older_algorithm_versions_are_reused_only_when_allowed_and_marked(tmp_path):
+    old, new = _config(algorithm="2026.01-1"), _config(algorithm="2026.11-1")
+    del old["dcclib"], new["dcclib"]
+    ResultStore(tmp_path).put(old, {"accuracies": [0.5]})
+    assert ResultStore(tmp_path, allow_stale=False).get(new) is None
+    s = ResultStore(tmp_path, allow_stale=True)
+    got = s.get(new)
+    assert got["result"] == {"accuracies": [0.5]} and got["stale"] == "algorithm 2026.01-1"
+    assert s.stale_hits == [{"key": got["key"], "kind": "condense", "version": "algorithm 2026.01-1"}]
+    assert s.get(_config(algorithm="2026.11-1", run=1)) is None  # any other change: still a miss
+    assert s.get(old).get("stale") is None  # its own version: not stale
+    hits = s.find_requested({**new, "dataset": {"name": "tiny"}})
+    assert [h["stale"] for h in hits] == ["algorithm 2026.01-1"]

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-import dcclib
 from dcclib.analyses.alignment import FeatureNetConfig, feature_metrics, load_or_train_feature_network
 from dcclib.analyses.continual import ContinualConfig, ContinualResult, condenses, run_continual
 from dcclib.analyses.kernel_velocity import VelocityTrace, track_velocity
 from dcclib.condense import CondenseConfig, condense
 from dcclib.data import ImageDataset, dataset_identity
+from dcclib.fingerprint import ALGORITHM_VERSION
 from dcclib.runs import synthetic_metadata
 
 if TYPE_CHECKING:  # for the hints only (experiments does not import this module: no cycle)
@@ -56,7 +56,7 @@ def alignment_point(
         "feature": asdict(feature),
         "alpha": alpha,
         "t": t,
-        "dcclib": dcclib.__version__,
+        "algorithm": ALGORITHM_VERSION,
     }
     if not use.available:
         hits = lab.store.find_requested(config)
@@ -114,7 +114,7 @@ def velocity_experiment(
         "kernel": kind,
         "lag": lag,
         "run": run,
-        "dcclib": dcclib.__version__,
+        "algorithm": ALGORITHM_VERSION,
     }
     if not use.available:
         hits = lab.store.find_requested(config)
@@ -148,7 +148,7 @@ def _memory_set(
         "method": method,
         "ipc": ipc,
         "run": run,
-        "dcclib": dcclib.__version__,
+        "algorithm": ALGORITHM_VERSION,
         "kind": "condense",
         "config": asdict(cfg),
     }
@@ -197,7 +197,7 @@ def continual_experiment(
         "continual": asdict(cfg),
         "condense": condense_overrides,
         "run": run,
-        "dcclib": dcclib.__version__,
+        "algorithm": ALGORITHM_VERSION,
     }
     if tasks is None:
         hits = lab.store.find_requested(config)

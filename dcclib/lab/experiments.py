@@ -18,7 +18,8 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
-from dataclasses import asdict
+from contextvars import ContextVar
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,8 @@ import dcclib
 from dcclib.condense import CondenseConfig, condense, initial_synthetic
 from dcclib.data import ImageDataset, dataset_identity, load_dataset, source_id
 from dcclib.errors import UserError
-from dcclib.evaluate import evaluate_set, random_subset
+from dcclib.evaluate import EvalConfig, evaluate_set, random_subset
+from dcclib.fingerprint import ALGORITHM_VERSION
 from dcclib.lab import writers
 from dcclib.lab.cells import Cell, DataUse
 from dcclib.lab.paper_results import dataset_label  # noqa: F401  (re-exported)
@@ -59,6 +61,9 @@ METHODS = ("random", *CONDENSATION_METHODS)
 # Smoke numbers are checked by nbval; CPU results depend on the thread count (the partition of
 # reductions), so profile smoke fixes it. Other profiles keep torch's default.
 SMOKE_THREADS = 2
+# While a sweep plans (dcclib.lab.sweep), every Lab made reports to this planner instead of
+# computing: `_set` and `_evaluation` hand their work to it and get placeholders back.
+PLANNER: ContextVar[Any] = ContextVar("dcc_lab_planner", default=None)
 
 
 class Lab:
@@ -76,6 +81,7 @@ class Lab:
         output_dir: str | None = None,
         progress: bool = False,
         threads: int | None = None,
+        allow_stale: bool | None = None,
     ) -> None:
         self.notebook = notebook
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
@@ -86,12 +92,15 @@ class Lab:
         self.data_root = data_root
         self.stand_in = stand_in
         self.seed = seed
-        self.store = ResultStore(results_dir)
+        self.store = ResultStore(results_dir, allow_stale)  # None: $DCC_ALLOW_STALE
         self.output_dir = Path(output_dir) if output_dir else writers.default_reports_dir()
         self.progress = progress
         self.log: list[str] = []  # what was computed or reused, with timings
         self._data: dict[str, ImageDataset | UserError] = {}
         self._uses: dict[str, DataUse] = {}
+        self.planner = PLANNER.get()  # a sweep's planner, or None (compute)
+        if self.planner is not None:
+            self.planner.adopt(self)
 
     # ----------------------------------------------------------------------------- settings
     def header(self) -> str:
@@ -125,16 +134,18 @@ class Lab:
 
     def stand_in_for(self, paper: str) -> str:
         if self.stand_in == "auto":
-            return self.profile.default_dataset if self.profile.name == "smoke" else paper
-        return self.stand_in or paper
+            if self.profile.name == "smoke":
+                return self.profile.default_dataset
+            return self.profile.dataset_for(paper)
+        return self.stand_in or self.profile.dataset_for(paper)
 
     def data(self, name: str) -> ImageDataset:
         """The dataset `name`, loaded once (a UserError if it cannot be)."""
         if name not in self._data:
             try:
                 self._data[name] = load_dataset(name, self.data_root, self.device, download=False)
-            except UserError as exc:
-                self._data[name] = exc
+            except UserError as exc:  # a planner plans without the data (placeholder shapes)
+                self._data[name] = self.planner.placeholder(name, exc) if self.planner else exc
         got = self._data[name]
         if isinstance(got, UserError):
             raise got
@@ -153,11 +164,15 @@ class Lab:
         if paper not in self._uses:
             name = self.stand_in_for(paper)
             try:
-                use = DataUse(paper, name, True, source_id(self.data(name).source))
+                source = self.data(name).source
+                use = DataUse(paper, name, not self._placeholder(source), source_id(source))
             except UserError as exc:
                 use = DataUse(paper, name, False, str(exc))
             self._uses[paper] = use
         return self._uses[paper]
+
+    def _placeholder(self, source: str) -> bool:
+        return self.planner is not None and self.planner.is_placeholder(source)
 
     # ---------------------------------------------------------------------------- configs
     def _dataset_key(self, use: DataUse) -> dict:
@@ -172,23 +187,31 @@ class Lab:
             "method": method,
             "ipc": ipc,
             "run": run,
-            "dcclib": dcclib.__version__,
+            "algorithm": ALGORITHM_VERSION,
         }
         if method == "random":
             return {**base, "kind": "select", "seed": self.seed + run}
         cfg = CondenseConfig(dataset=use.name, method=method, ipc=ipc, seed=self.seed + run, **overrides)
         return {**base, "kind": "condense", "config": asdict(self.profile.condense_config(cfg))}
 
+    def eval_settings(self, set_config: dict, model: str, run: int) -> EvalConfig:
+        """The profile's evaluation of one set with `model`; a condensed set is evaluated with its
+        condensation's DSA strategy (as the original passes it on)."""
+        ev = self.profile.eval_config((model,), seed=self.seed + run)
+        if set_config["kind"] == "condense":
+            ev = replace(ev, dsa_strategy=set_config["config"].get("dsa_strategy"))
+        return ev
+
     def eval_config(self, set_config: dict, model: str, run: int) -> dict:
         """The full config of evaluating one set with `model`: the store key of the accuracies."""
-        ev = self.profile.eval_config((model,), seed=self.seed + run)
+        ev = self.eval_settings(set_config, model, run)
         return {
             "kind": "evaluate",
             "profile": self.profile.name,
             "dataset": set_config["dataset"],
             "set": set_config,
             "eval": asdict(ev),
-            "dcclib": dcclib.__version__,
+            "algorithm": ALGORITHM_VERSION,
         }
 
     # ------------------------------------------------------------------------- computing
@@ -210,8 +233,13 @@ class Lab:
             raise UserError("only condensation runs have an initial set")
         return initial_synthetic(self.data(use.name), CondenseConfig(**config["config"]))
 
-    def _set(self, config: dict, data: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
-        record = self.store.get(config)
+    def _set(
+        self, config: dict, data: ImageDataset, exact: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The set of `config` from the store (`exact`: never an older algorithm's) or computed now."""
+        if self.planner is not None:  # a sweep plans: the job is noted, the initial images stand in
+            return self.planner.want_set(self, config, data)
+        record = self.store.exact(config) if exact else self.store.get(config)
         if record is not None:
             loaded = self.store.load_set(config, record)
             if loaded is not None:
@@ -254,6 +282,8 @@ class Lab:
     def _evaluation(
         self, use: DataUse, method: str, ipc: int, model: str, run: int, overrides: dict
     ) -> tuple[dict | None, str]:
+        if self.planner is not None:  # a sweep plans: the job is noted, an empty record stands in
+            return self.planner.want_evaluation(self, use, method, ipc, model, run, overrides), ""
         set_cfg = self.set_config(use, method, ipc, run, **overrides)
         config = self.eval_config(set_cfg, model, run)
         if not use.available:  # no data here: only what another machine stored can be shown
@@ -261,14 +291,15 @@ class Lab:
             sources = {h["config"]["dataset"].get("source") for h in hits}
             if len(sources) != 1:
                 return None, ""
-            return hits[-1], f"from the results store ({sources.pop()}; the data are not here)"
+            note = f"from the results store ({sources.pop()}; the data are not here)"
+            return hits[-1], "; ".join(filter(None, [note, _stale(hits[-1])]))
         record = self.store.get(config)
         if record is not None:
             self.log.append(f"reused  evaluation {record['key']} ({method}, ipc {ipc}, {model})")
-            return record, ""
+            return record, _stale(record)
         data = self.data(use.name)
-        images, labels = self._set(set_cfg, data)
-        ev = self.profile.eval_config((model,), seed=self.seed + run)
+        images, labels = self._set(set_cfg, data, exact=True)  # a new result never rests on a stale set
+        ev = self.eval_settings(set_cfg, model, run)
         tic = time.perf_counter()
         (res,) = evaluate_set(images, labels, data, method, ev, progress=self.progress)
         seconds = time.perf_counter() - tic
@@ -301,7 +332,7 @@ class Lab:
                 return Cell(table, use, method, ipc, model, warmup, paper_ipc=paper_ipc)
             cell.accuracies += [100 * a for a in record["result"]["accuracies"]]
             cell.runs += 1
-            cell.source = source
+            cell.source = cell.source or source
         return cell
 
     # ------------------------------------------------------------------- tables, figures
@@ -318,12 +349,16 @@ class Lab:
         data: list[str] | None = None,
     ) -> list[Path]:
         """Write `df` as CSV and `view` (or `df`) as Markdown under <output>/tables, with labels."""
+        if self.planner is not None:
+            return []  # a sweep plans: nothing is written
         return writers.write_table(
             df, view if view is not None else df, self._stem(name), title, self._meta(data)
         )
 
     def save_figure(self, fig: Figure, name: str, title: str, data: list[str] | None = None) -> list[Path]:
         """Write `fig` as PNG and SVG under <output>/figures, with labels."""
+        if self.planner is not None:
+            return []
         return writers.write_figure(fig, self._stem(name), title, self._meta(data))
 
     def _stem(self, name: str) -> str:
@@ -331,10 +366,19 @@ class Lab:
 
     def _meta(self, data: list[str] | None) -> dict:
         labels = data if data is not None else sorted({u.label for u in self._uses.values()})
+        stale = sorted({h["version"] for h in self.store.stale_hits})  # --allow-stale reused these
         return {
             "notebook": self.notebook,
             "profile": self.profile.name,
             "device": self.device.type,
             "data": labels,
             "output_dir": str(self.output_dir),
+            **({"stale": stale, "algorithm": ALGORITHM_VERSION} if stale else {}),
         }
+
+
+def _stale(record: dict) -> str:
+    """The note of a result reused from an older algorithm version ('' for a current one)."""
+    if not record.get("stale"):
+        return ""
+    return f"stale: computed by {record['stale']} (now {ALGORITHM_VERSION}), reused with --allow-stale"

@@ -29,7 +29,7 @@ from pathlib import Path
 from dcclib import io
 from dcclib.errors import UserError
 from dcclib.lab.profiles import PROFILES
-from dcclib.lab.store import RESULTS_ENV, repo_root
+from dcclib.lab.store import RESULTS_ENV, allow_stale_results, repo_root
 from dcclib.lab.writers import REPORTS_ENV, default_reports_dir, labels_line
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -254,7 +254,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also save the executed smoke notebooks into notebooks/ (nbval references)",
     )
+    ap.add_argument(
+        "--allow-stale",
+        action="store_true",
+        help="reuse results of older algorithm versions (every table built from them says so)",
+    )
     args = ap.parse_args(argv)
+    if args.allow_stale:
+        allow_stale_results()
     try:
         params = dict(_parse_param(p) for p in args.param)
         if args.data_root:

@@ -80,7 +80,8 @@ def rounded(df: pd.DataFrame, decimals: int = 1) -> pd.DataFrame:
 
 
 def wide_view(df: pd.DataFrame, index: list[str], columns: str) -> pd.DataFrame:
-    """A paper-shaped view: each cell 'ours ± std · paper P (Δ d)'; Δ only where comparable."""
+    """A paper-shaped view: each cell 'ours ± std · paper P (Δ d)'; Δ only where comparable;
+    '[stale]' where the result comes from an older algorithm version (--allow-stale)."""
 
     def cell(r: pd.Series) -> str:
         text = f"{_fmt(r['ours'])} ± {_fmt(r['ours std'])}" if not math.isnan(r["ours"]) else "-"
@@ -88,6 +89,8 @@ def wide_view(df: pd.DataFrame, index: list[str], columns: str) -> pd.DataFrame:
             text += f" · paper {_fmt(r['paper'], 2 if round(r['paper'], 1) != r['paper'] else 1)}"
         if not math.isnan(r["difference"]):
             text += f" (Δ {_fmt(r['difference'], sign=True)})"
+        if "stale:" in str(r.get("note", "")):
+            text += " [stale]"  # an older algorithm version's result (--allow-stale)
         return text
 
     view = df.assign(value=[cell(r) for _, r in df.iterrows()])

@@ -43,9 +43,12 @@ def _record(out: Path, stem: str, kind: str, title: str, files: list[Path], meta
 
 
 def labels_line(meta: dict) -> str:
-    """The line under a table's title: profile, device and the data used."""
+    """The line under a table's title: profile, device, the data used, and whether it shows stale results."""
     data = "; ".join(meta.get("data") or ["-"])
-    return f"profile {meta['profile']} · device {meta['device']} · data: {data}"
+    line = f"profile {meta['profile']} · device {meta['device']} · data: {data}"
+    if meta.get("stale"):  # results of an older algorithm version, reused on purpose (--allow-stale)
+        line += f" · STALE: reuses results of {', '.join(meta['stale'])} (now {meta.get('algorithm')})"
+    return line
 
 
 def write_table(df: pd.DataFrame, view: pd.DataFrame, stem: str, title: str, meta: dict) -> list[Path]:

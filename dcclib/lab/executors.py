@@ -1,0 +1,210 @@
+"""Where a sweep's jobs run: engines that exist already, no scheduler of our own.
+
+Every executor gets a picklable function (``dcclib.lab.sweep.execute``) and a list of job specs
+(plain dicts), runs ``fn(spec)`` for each, and returns the outcomes in order; a job that dies
+(a killed worker, a Slurm failure) becomes a "failed" outcome with the reason. The sweep calls an
+executor once per stage.
+
+- ``local``: one after another, in this process (the default);
+- ``pool``: ``concurrent.futures`` with spawned processes: one per visible GPU (each sees only its
+  own: ``CUDA_VISIBLE_DEVICES``), or ``workers`` CPU processes;
+- ``slurm``: submitit job arrays (``--partition``, ``--time``, ``--gpus-per-job``,
+  ``--max-parallel``, and a YAML file of site settings: any ``AutoExecutor.update_parameters``
+  keyword, e.g. ``slurm_account``, ``slurm_qos``, ``cpus_per_task``, ``mem_gb``, ``slurm_setup``).
+  A job is a ``SweepTask``, which submitit treats as checkpointable: on preemption or time-out
+  it requeues the same job, which resumes from its condensation checkpoint
+  (``<store>/.runs/<key>``). ``cluster="local"`` runs the same arrays as local processes (tests);
+- ``ray``: one Ray task per job, ``num_gpus=gpus_per_job`` where the cluster has GPUs, on an
+  existing cluster (``address``, e.g. "auto") or a local one started here.
+
+submitit, PyYAML and ray are imported only when their executor runs (``pip install
+dcc-companion[slurm]`` / ``[ray]``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dcclib.errors import UserError
+
+EXECUTORS = ("local", "pool", "slurm", "ray")
+Fn = Callable[[dict], dict]
+
+
+@dataclass
+class Options:
+    """Settings of the executors (each uses its own)."""
+
+    workers: int | None = None  # pool: processes (None: one per visible GPU, else 2); ray: local CPUs
+    partition: str | None = None  # slurm
+    time: str | None = None  # slurm: minutes, or [D-]HH:MM[:SS]
+    gpus_per_job: int = 1  # slurm, ray (ray: only where the cluster has GPUs)
+    max_parallel: int | None = None  # slurm: array tasks running at once
+    slurm_config: Path | None = None  # slurm: YAML of site settings
+    cluster: str | None = None  # slurm: None (Slurm, as submitit detects it) | "local" | "debug"
+    log_dir: Path = Path("results/.submitit")  # slurm: submitit's logs and pickles
+    address: str | None = None  # ray: an existing cluster ("auto", "ray://host:10001"); None: start one
+
+
+def run(name: str, fn: Fn, specs: list[dict], options: Options | None = None) -> list[dict]:
+    """Run `fn` on every spec with executor `name`; the outcomes, in order."""
+    if name not in EXECUTORS:
+        raise UserError(f"unknown executor '{name}'; choose one of: {', '.join(EXECUTORS)}")
+    if not specs:
+        return []
+    return {"local": local, "pool": pool, "slurm": slurm, "ray": ray}[name](fn, specs, options or Options())
+
+
+def failed(spec: dict, error: str) -> dict:
+    """The outcome of a job that did not report one itself (its worker died, the engine failed)."""
+    return {"key": spec["key"], "status": "failed", "error": error, "label": spec.get("label")}
+
+
+def local(fn: Fn, specs: list[dict], options: Options) -> list[dict]:
+    """In this process, one after another."""
+    return [fn(spec) for spec in specs]
+
+
+# ------------------------------------------------------------------------------------------ pool
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use: $CUDA_VISIBLE_DEVICES, else every device torch sees."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _take_gpu(gpus: Any) -> None:
+    """Pool initializer: this worker sees one GPU (one taken from the queue), or none on a CPU pool."""
+    gpu = gpus.get() if gpus is not None else None
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+
+
+def pool(fn: Fn, specs: list[dict], options: Options) -> list[dict]:
+    """Spawned worker processes: one per visible GPU, or `workers` of them."""
+    gpus = visible_gpus()
+    n = options.workers or len(gpus) or 2
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: CUDA is never forked
+    queue = None
+    if gpus:
+        queue = context.Manager().Queue()
+        for i in range(n):
+            queue.put(gpus[i % len(gpus)])
+    with ProcessPoolExecutor(n, mp_context=context, initializer=_take_gpu, initargs=(queue,)) as ex:
+        futures = [ex.submit(fn, spec) for spec in specs]
+        out = []
+        for spec, future in zip(specs, futures):
+            try:
+                out.append(future.result())
+            except Exception as exc:  # the worker died (killed, out of memory): the pool says so
+                out.append(failed(spec, f"{type(exc).__name__}: {exc}"))
+        return out
+
+
+# ----------------------------------------------------------------------------------------- slurm
+class SweepTask:
+    """A submitit job: runs one spec; ``checkpoint`` makes submitit requeue the same job on
+    preemption or time-out (the protocol of ``submitit.helpers.Checkpointable``; the job resumes
+    from its condensation checkpoint, which the Lab keeps under ``<store>/.runs/<key>``)."""
+
+    def __init__(self, fn: Fn) -> None:
+        self.fn = fn
+
+    def __call__(self, spec: dict) -> dict:
+        return self.fn(spec)
+
+    def checkpoint(self, spec: dict) -> Any:
+        """The same call again (submitit requeues it)."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, spec)
+
+
+def minutes(time: str | None) -> int | None:
+    """'90' -> 90, '12:00:00' -> 720, '1-00:00' -> 1440 (Slurm's forms); None stays None."""
+    if time is None:
+        return None
+    days, _, clock = time.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if len(parts) == 1:
+        return int(days or 0) * 1440 + parts[0]
+    h, m, s = (parts + [0])[:3]
+    return int(days or 0) * 1440 + h * 60 + m + (1 if s else 0)
+
+
+def site_settings(path: Path | None) -> dict:
+    """The YAML file of site settings (submitit keywords), or {}."""
+    if path is None:
+        return {}
+    import yaml
+
+    settings = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(settings, dict):
+        raise UserError(f"{path}: a Slurm site file holds 'keyword: value' lines (submitit's parameters)")
+    return settings
+
+
+def slurm(fn: Fn, specs: list[dict], options: Options) -> list[dict]:
+    """A submitit job array: one array task per job; waits for them and returns their outcomes."""
+    try:
+        import submitit
+    except ImportError:
+        raise UserError("the slurm executor needs submitit: pip install 'dcc-companion[slurm]'") from None
+    executor = submitit.AutoExecutor(folder=str(options.log_dir), cluster=options.cluster)
+    params = {
+        "name": "dcc-sweep",
+        "timeout_min": minutes(options.time),
+        "gpus_per_node": options.gpus_per_job,
+        "slurm_partition": options.partition,
+        "slurm_array_parallelism": options.max_parallel,
+        **site_settings(options.slurm_config),
+    }
+    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    jobs = executor.map_array(SweepTask(fn), specs)
+    print(f"[sweep] submitted {len(jobs)} jobs ({jobs[0].job_id.split('_')[0]}); logs in {options.log_dir}")
+    out = []
+    for spec, job in zip(specs, jobs):
+        try:
+            out.append(job.result())
+        except Exception as exc:  # the job failed outside the spec (killed, not requeued)
+            out.append(failed(spec, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- ray
+def ray(fn: Fn, specs: list[dict], options: Options) -> list[dict]:
+    """One Ray task per job, on the cluster at `address` or a local one (shut down afterwards)."""
+    try:
+        import ray as ray_
+    except ImportError:
+        raise UserError("the ray executor needs ray: pip install 'dcc-companion[ray]'") from None
+    started = not ray_.is_initialized()
+    if started:
+        kwargs = {"num_cpus": options.workers} if options.address is None and options.workers else {}
+        ray_.init(address=options.address, include_dashboard=False, log_to_driver=False, **kwargs)
+    try:
+        gpus = options.gpus_per_job if ray_.cluster_resources().get("GPU", 0) > 0 else 0
+        task = ray_.remote(num_gpus=gpus, max_retries=0)(fn)
+        refs = [task.remote(spec) for spec in specs]
+        out = []
+        for spec, ref in zip(specs, refs):
+            try:
+                out.append(ray_.get(ref))
+            except Exception as exc:  # the worker died (the task's own errors are in its outcome)
+                out.append(
+                    failed(spec, f"{type(exc).__name__}: {traceback.format_exception_only(exc)[-1].strip()}")
+                )
+        return out
+    finally:
+        if started:
+            ray_.shutdown()
