@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ipc", type=int, default=1)
     p.add_argument("--batch-real", type=int, default=256)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=1, help="median of N, alternating which side is first")
     args = p.parse_args(argv)
     if not args.reference or not Path(args.reference, "main.py").is_file():
         p.error("give --reference (or DCC_REFERENCE_DIR): a checkout of github.com/Saehyung-Lee/DCC")
@@ -137,16 +138,24 @@ def main(argv: list[str] | None = None) -> None:
     main_py = load_reference(args.reference)
     data = load_dataset(args.dataset, data_root=args.data_root, device="cpu", download=False)
     for method in args.methods.split(","):
-        torch.manual_seed(0)
-        np.random.seed(0)
-        theirs = time_theirs(main_py, data, method, args.ipc, args.batch_real)
-        ours = time_ours(data, method, args.ipc, args.batch_real, "convnet")
+        times: dict[str, list[float]] = {"original": [], "dcclib": []}
+        for r in range(args.repeats):  # alternate which side goes first
+            torch.manual_seed(r)
+            np.random.seed(r)
+            sides = ["original", "dcclib"] if r % 2 == 0 else ["dcclib", "original"]
+            for side in sides:
+                if side == "original":
+                    times[side].append(time_theirs(main_py, data, method, args.ipc, args.batch_real))
+                else:
+                    times[side].append(time_ours(data, method, args.ipc, args.batch_real, "convnet"))
+        theirs, ours = C.median(times["original"]), C.median(times["dcclib"])
         for side, sec in (("original", theirs), ("dcclib", ours)):
             C.emit({
                 "bench": "condense-vs-original", "dataset": data.name,
                 "device": C.device_name(torch.device("cpu")),
                 "threads": torch.get_num_threads(), "method": method, "ipc": args.ipc, "model": "convnet",
                 "batch_real": args.batch_real, "side": side, "seconds_per_outer": sec,
+                "repeats": args.repeats, "all_seconds": times[side],
                 "ratio_original_over_dcclib": theirs / ours,
             })  # fmt: skip
 

@@ -209,7 +209,8 @@ def test_strict_fp32_holds_for_the_backward_passes_of_evaluation_training():
     data = tiny_dataset(per_class=4)
     net = create_model("convnet_w32", 3, 3, (16, 16))
     seen = []
-    net.register_full_backward_hook(lambda *_: seen.append(torch.backends.cudnn.allow_tf32))
+    first = next(net.parameters())
+    first.register_hook(lambda g: seen.append(torch.backends.cudnn.allow_tf32))
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
     try:
