@@ -223,7 +223,8 @@ def run(
     return done
 
 
-def _parse_param(text: str) -> tuple[str, object]:
+def parse_param(text: str) -> tuple[str, object]:
+    """A --param KEY=VALUE as (key, value): VALUE read as JSON, else kept as a plain string."""
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
         raise UserError(f"--param wants KEY=VALUE (VALUE as JSON, or a plain string), got '{text}'")
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.allow_stale:
         allow_stale_results()
     try:
-        params = dict(_parse_param(p) for p in args.param)
+        params = dict(parse_param(p) for p in args.param)
         if args.data_root:
             params["data_root"] = str(Path(args.data_root).resolve())
         if args.device:

@@ -25,7 +25,6 @@ executor of ``dcclib.lab.executors``: 0, sets and self-contained analyses; 1, wh
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import socket
@@ -40,7 +39,14 @@ from dcclib.errors import UserError
 from dcclib.lab import cost, executors
 from dcclib.lab.planner import Job, NotebookPlan, computing, environment, forget_plans, plan_notebook
 from dcclib.lab.profiles import PROFILES
-from dcclib.lab.reports import NOTEBOOK_GLOB, check_parameters, notebook_parameters, notebooks_dir, select
+from dcclib.lab.reports import (
+    NOTEBOOK_GLOB,
+    check_parameters,
+    notebook_parameters,
+    notebooks_dir,
+    parse_param,
+    select,
+)
 from dcclib.lab.store import TENSOR_LIMIT_ENV, ResultStore, default_results_dir
 
 NOT_SWEPT = {
@@ -289,16 +295,6 @@ def cost_table(notebooks: Path | None = None, parameters: dict | None = None, cl
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def _param(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.isidentifier():
-        raise UserError(f"--param wants KEY=VALUE (VALUE as JSON, or a plain string), got '{text}'")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def parser() -> argparse.ArgumentParser:
     """The options of `dcc sweep`."""
     ap = argparse.ArgumentParser(prog="dcc sweep", description=__doc__.splitlines()[0])
@@ -344,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     """`dcc sweep`: 0 when all went well, 1 when a job or a plan failed, 2 on bad input."""
     args = parser().parse_args(argv)
     try:
-        params = dict(_param(p) for p in args.param)
+        params = dict(parse_param(p) for p in args.param)
         if args.data_root:
             params["data_root"] = str(Path(args.data_root).resolve())
         if args.device:
