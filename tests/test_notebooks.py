@@ -39,7 +39,7 @@ def test_conventions(path):
     cells = _cells(path)
     first = cells[0]
     assert "parameters" in _tags(first), "the first code cell must be papermill's parameters cell"
-    assert re.search(r'^profile = "smoke"', "".join(first["source"]), re.M)
+    assert re.search(r'^profile: str = "smoke"', "".join(first["source"]), re.M)
     assert not first.get("outputs")
     for cell in cells:
         outputs = cell.get("outputs", [])
@@ -148,3 +148,46 @@ def test_reports_runs_a_notebook_and_indexes_its_outputs(tmp_path, monkeypatch):
     (out / "meta" / "01_stale.figure.json").write_text(json.dumps(stale))
     reports.run(only="01", output=out, results=tmp_path / "results")
     assert not (out / "figures" / "01_stale.png").exists() and "stale" not in (out / "index.md").read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_lists_every_parameter_with_its_type_and_help(path):
+    """`papermill --help-notebook` shows what the parameters cell assigns (device included),
+    each with a type and a help text: one '=' per line, typed, no '=' inside a comment."""
+    from papermill.inspection import inspect_notebook
+
+    from dcclib.lab.reports import notebook_parameters
+
+    shown = inspect_notebook(str(path))
+    assert list(shown) == notebook_parameters(path)
+    if "device" in notebook_parameters(path.parent / "04_table2_benchmarks.ipynb"):
+        assert path.name.startswith(("01", "12")) or "device" in shown
+    for name, p in shown.items():
+        assert p["inferred_type_name"] not in ("None", ""), f"{name} has no type papermill can read"
+        assert p["help"], f"{name} has no help"
+
+
+def test_nbval_fails_when_the_condenser_changes(tmp_path):
+    """The committed notebook 00, unchanged, run by nbval with the CONDENSER changed: the
+    gradient distance scaled by 1.001 (a sitecustomize on PYTHONPATH patches dcclib.matching in
+    the kernel before anything imports it). nbval must fail on the loss trajectory that notebook
+    00 prints at the paper's inner-loop shape (K_i = 10, T = 5), not only on a closed form."""
+    work = tmp_path / "nb"
+    work.mkdir()
+    shutil.copy(ROOT / "notebooks" / "00_quickstart.ipynb", work / "quickstart.ipynb")
+    patch = tmp_path / "patch"
+    patch.mkdir()
+    (patch / "sitecustomize.py").write_text(
+        "import dcclib.matching as m\n"
+        "_original = m.gradient_distance\n"
+        "m.gradient_distance = lambda *a, **k: 1.001 * _original(*a, **k)\n"
+    )
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(patch), old]))
+    try:
+        result = _run_nbval([work / "quickstart.ipynb"], tmp_path)
+    finally:
+        os.environ.pop("PYTHONPATH") if old is None else os.environ.__setitem__("PYTHONPATH", old)
+    report = result.stdout + result.stderr
+    assert result.returncode == 1, report[-3000:]
+    assert "network 1: loss" in report and "collective updates" in report, report[-3000:]

@@ -123,6 +123,7 @@ class FeatureNetConfig:
 # these are our choices: the evaluation protocol's SGD loop with DSA augmentation.
 FEATURE_TRAINING: dict[str, dict] = {
     "smoke": {"epochs": 0, "train_per_class": 10, "augment": "none"},  # one pass over 10 per class
+    "cpu": {"epochs": 1, "train_per_class": 500, "augment": "none"},  # two passes over 500 per class
     "quick": {"epochs": 20, "augment": "dsa"},
     "paper": {"epochs": 100, "augment": "dsa"},
 }

@@ -40,7 +40,7 @@ from dcclib.lab import writers
 from dcclib.lab.cells import Cell, DataUse
 from dcclib.lab.paper_results import dataset_label  # noqa: F401  (re-exported)
 from dcclib.lab.profiles import Profile, get_profile
-from dcclib.lab.store import ResultStore, config_key
+from dcclib.lab.store import ResultStore, config_key, repo_root
 from dcclib.lab.views import (  # noqa: F401  re-exported: notebooks may import all helpers from here
     comparison_frame,
     half_shares,
@@ -113,22 +113,38 @@ class Lab:
             f"stand-in rule {self.stand_in!r} | dcclib {dcclib.__version__}"
         )
 
-    def plan(self, smoke: dict, **full: list) -> dict:
-        """What the notebook runs: the paper's lists `full`, restricted at profile smoke to `smoke`."""
-        if self.profile.name != "smoke":
-            return dict(full)
-        unknown = set(smoke) - set(full)
+    def plan(self, paper: dict, reduced: dict[str, dict] | None = None, **given: list | None) -> dict:
+        """What the notebook runs, list by list: a list the user `given` runs as given; one left
+        None runs the profile's reduction (`reduced[profile]`, e.g. {"cpu": {"ipcs": [1]}}) where
+        the profile has one, and the paper's list (`paper`) otherwise."""
+        unknown = set(given) - set(paper) | {k for sub in (reduced or {}).values() for k in sub} - set(paper)
         if unknown:
-            raise UserError(f"smoke subset names unknown lists: {', '.join(sorted(unknown))}")
-        return {k: list(smoke.get(k, v)) for k, v in full.items()}
+            raise UserError(f"plan names lists the paper has not: {', '.join(sorted(unknown))}")
+        own = (reduced or {}).get(self.profile.name, {})
+        out = {}
+        for key, full in paper.items():
+            value = given.get(key)
+            out[key] = list(value) if value is not None else list(own.get(key, full))
+        return out
+
+    def choose(self, value: Any, default: Any = None, **by_profile: Any) -> Any:
+        """`value` when the user gave one (not None), else this profile's entry of `by_profile`,
+        else `default`: e.g. lab.choose(model, "convnet", smoke="convnet_w32")."""
+        if value is not None:
+            return value
+        return by_profile.get(self.profile.name, default)
+
+    def reductions(self) -> str:
+        """What this run changes from the paper's settings (printed next to every number)."""
+        return self.profile.reductions()
 
     def environment(self) -> str:
         """Machine-specific facts (paths, threads, versions): for an output nbval ignores."""
         from dcclib.io import library_versions
 
         return (
-            f"results store: {self.store.root}\noutputs: {self.output_dir}\n"
-            f"data root: {self.data_root}\ntorch threads: {torch.get_num_threads()}\n"
+            f"results store: {_shown(self.store.root)}\noutputs: {_shown(self.output_dir)}\n"
+            f"data root: {_shown(self.data_root)}\ntorch threads: {torch.get_num_threads()}\n"
             f"versions: {library_versions()}"
         )
 
@@ -375,6 +391,18 @@ class Lab:
             "output_dir": str(self.output_dir),
             **({"stale": stale, "algorithm": ALGORITHM_VERSION} if stale else {}),
         }
+
+
+def _shown(path: str | Path | None) -> str:
+    """A path as outputs show it: relative to the checkout when inside it, else its last two
+    parts (no absolute path of the machine that ran the notebook lands in a committed report)."""
+    if path is None:
+        return "None"
+    path = Path(path).resolve()
+    root = repo_root()
+    if root is not None and path.is_relative_to(root.resolve()):
+        return str(path.relative_to(root.resolve())) or "."
+    return str(Path("...", *path.parts[-2:]))
 
 
 def _stale(record: dict) -> str:

@@ -1,7 +1,10 @@
-"""One setting that scales every experiment: smoke, quick or paper.
+"""One setting that scales every experiment: smoke, cpu, quick or paper.
 
 - smoke: CPU, embedded offline data, about a minute per notebook. Numbers show that the
-  pipeline runs; they are never paper numbers.
+  pipeline runs; they are never paper numbers. nbval checks the notebooks at this profile.
+- cpu: 2 CPU cores, the real datasets (MNIST, Fashion-MNIST, CIFAR-10 from --data-root or a
+  download), K_o = 20 networks, K_i <= 5, T <= 5, 32 real images per class, 1 run x 3 networks;
+  each notebook plans what it runs at this profile so that it ends in about 20 minutes.
 - quick: one GPU, real data, reduced iterations and runs (minutes to an hour per notebook).
 - paper: exactly the paper's settings (K_o = 1000, 5 condensation runs x 20 networks).
 
@@ -67,6 +70,23 @@ class Profile:
         """The evaluation settings of this profile (networks, epochs) for `models`."""
         return EvalConfig(models=tuple(models), num_nets=self.num_nets, epochs=self.eval_epochs, seed=seed)
 
+    def reductions(self) -> str:
+        """What this profile changes from the paper's settings, in one line (every output says it)."""
+        if self.name == "paper":
+            return (
+                "profile paper: the paper's settings (K_o 1000, K_i and T from the schedule, "
+                "256 real/class, 5 runs x 20 networks)"
+            )
+        parts = [f"K_o {self.outer_iterations or PAPER_OUTER} of {PAPER_OUTER}"]
+        parts.append(
+            f"K_i <= {self.max_inner_iterations}" if self.max_inner_iterations else "K_i as the paper"
+        )
+        parts.append(f"T <= {self.max_net_epochs}" if self.max_net_epochs else "T as the paper")
+        parts.append(f"{self.batch_real or 256} real/class")
+        parts.append(f"{self.num_runs} run(s) x {self.num_nets} networks (paper 5 x 20)")
+        parts.append(f"E {self.eval_epochs}" if self.eval_epochs else "E as the protocol")
+        return f"profile {self.name}: " + ", ".join(parts)
+
     def as_dict(self) -> dict:
         """The profile as a plain dict (for records)."""
         return asdict(self)
@@ -83,6 +103,18 @@ PROFILES: dict[str, Profile] = {
         num_nets=2,
         eval_epochs=30,
         default_dataset="embedded-mnist",
+        device="cpu",
+    ),
+    "cpu": Profile(
+        "cpu",
+        outer_iterations=20,
+        max_inner_iterations=5,
+        max_net_epochs=5,
+        batch_real=32,
+        num_runs=1,
+        num_nets=3,
+        eval_epochs=None,
+        default_dataset="mnist",
         device="cpu",
     ),
     "quick": Profile(
