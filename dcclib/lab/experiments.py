@@ -15,6 +15,7 @@ every output, and its difference to the paper is left empty: it is not a reprodu
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import warnings
@@ -123,8 +124,8 @@ class Lab:
         own = (reduced or {}).get(self.profile.name, {})
         out = {}
         for key, full in paper.items():
-            value = given.get(key)
-            out[key] = list(value) if value is not None else list(own.get(key, full))
+            value = _as_list(key, given.get(key))
+            out[key] = value if value is not None else list(own.get(key, full))
         return out
 
     def choose(self, value: Any, default: Any = None, **by_profile: Any) -> Any:
@@ -391,6 +392,23 @@ class Lab:
             "output_dir": str(self.output_dir),
             **({"stale": stale, "algorithm": ALGORITHM_VERSION} if stale else {}),
         }
+
+
+def _as_list(name: str, value: Any) -> list | None:
+    """A list parameter as given: a list, None, or its text (papermill's `-p ipcs "[10]"` passes
+    a string; JSON is read); anything else is refused in one line."""
+    if value is None or isinstance(value, (list, tuple)):
+        return None if value is None else list(value)
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, list):
+            return parsed
+    raise UserError(
+        f"parameter {name} wants a list, got {value!r}: pass it as YAML, e.g. papermill ... -y '{name}: [10]'"
+    )
 
 
 def _shown(path: str | Path | None) -> str:
