@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make reports   runs the main job (every notebook, headless, into reports/)
+#   make reports   runs the main job (every notebook, headless, into reports/; see DATA_ROOT below)
 #   make test      runs the test suite (pytest + nbval)
 #   make lint      ruff check and ruff format --check (CI runs it before the tests)
 # Both create or update the local virtual environment .venv from pyproject.toml.
@@ -22,8 +22,15 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# make reports: the profile is chosen by the machine (--profile auto, printed in one line): quick
+# with a CUDA device, else cpu when the real MNIST / Fashion-MNIST / CIFAR-10 are under the data
+# root (or can be downloaded), else smoke (the embedded stand-in digits, offline). Variables:
+#   DATA_ROOT=DIR   the datasets' folder (--data-root; default $DCC_DATA_ROOT, else ./data), e.g.
+#                   make reports DATA_ROOT=../shared/data
+#   PROFILE=NAME    auto (default), smoke, cpu, quick or paper (paper only when asked for)
+#   REPORTS_ARGS    any other option of python -m dcclib.lab.reports, e.g. REPORTS_ARGS="--only 04"
 reports: $(STAMP)
-	$(PY) -m dcclib.lab.reports $(REPORTS_ARGS)
+	$(PY) -m dcclib.lab.reports $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(REPORTS_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
