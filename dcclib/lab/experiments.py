@@ -364,24 +364,29 @@ class Lab:
         title: str,
         view: pd.DataFrame | None = None,
         data: list[str] | None = None,
+        status: str | None = None,
     ) -> list[Path]:
-        """Write `df` as CSV and `view` (or `df`) as Markdown under <output>/tables, with labels."""
+        """Write `df` as CSV and `view` (or `df`) as Markdown under <output>/tables, with labels;
+        `status` states the result for reports/index.md where the table alone cannot (e.g. a
+        comparison with the paper that is not a number); None: derived from the table."""
         if self.planner is not None:
             return []  # a sweep plans: nothing is written
         return writers.write_table(
-            df, view if view is not None else df, self._stem(name), title, self._meta(data)
+            df, view if view is not None else df, self._stem(name), title, self._meta(data, status)
         )
 
-    def save_figure(self, fig: Figure, name: str, title: str, data: list[str] | None = None) -> list[Path]:
-        """Write `fig` as PNG and SVG under <output>/figures, with labels."""
+    def save_figure(
+        self, fig: Figure, name: str, title: str, data: list[str] | None = None, status: str | None = None
+    ) -> list[Path]:
+        """Write `fig` as PNG and SVG under <output>/figures, with labels (and `status`, as above)."""
         if self.planner is not None:
             return []
-        return writers.write_figure(fig, self._stem(name), title, self._meta(data))
+        return writers.write_figure(fig, self._stem(name), title, self._meta(data, status))
 
     def _stem(self, name: str) -> str:
         return f"{self.notebook.split('_')[0]}_{name}"
 
-    def _meta(self, data: list[str] | None) -> dict:
+    def _meta(self, data: list[str] | None, status: str | None = None) -> dict:
         labels = data if data is not None else sorted({u.label for u in self._uses.values()})
         stale = sorted({h["version"] for h in self.store.stale_hits})  # --allow-stale reused these
         return {
@@ -391,6 +396,7 @@ class Lab:
             "data": labels,
             "output_dir": str(self.output_dir),
             **({"stale": stale, "algorithm": ALGORITHM_VERSION} if stale else {}),
+            **({"status": status} if status else {}),
         }
 
 
