@@ -1,4 +1,4 @@
-"""The reports runner without running a notebook: profile choice, paths, statuses, costs, CLI."""
+"""The reports runner and its parts without running a notebook: profile, paths, statuses, index, CLI."""
 
 import json
 import math
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dcclib.errors import UserError
-from dcclib.lab import reports, writers
+from dcclib.lab import portable, profile_choice, report_index, reports, writers
 from dcclib.lab.store import repo_root
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,86 +28,89 @@ def _absolute(text: str) -> list[str]:
 
 # ------------------------------------------------------------------------------ profile choice
 def test_cuda_chooses_quick_and_paper_only_when_asked():
-    name, reason = reports.choose_profile(True, [], False)
+    name, reason = profile_choice.choose_profile(True, [], False)
     assert name == "quick" and "CUDA device found" in reason and "--profile paper" in reason
-    assert reports.choose_profile(True, ["mnist"], True, "paper") == ("paper", "asked for (--profile paper)")
-    assert reports.choose_profile(False, [], False, "quick")[0] == "quick"
+    assert profile_choice.choose_profile(True, ["mnist"], True, "paper") == (
+        "paper",
+        "asked for (--profile paper)",
+    )
+    assert profile_choice.choose_profile(False, [], False, "quick")[0] == "quick"
 
 
 def test_real_data_chooses_cpu_and_says_where():
     found = ["mnist", "fashionmnist", "cifar10"]
-    assert reports.choose_profile(False, found, False, where="../shared/data") == (
+    assert profile_choice.choose_profile(False, found, False, where="../shared/data") == (
         "cpu",
         "no CUDA device; real data found in ../shared/data (mnist, fashionmnist, cifar10)",
     )
-    name, reason = reports.choose_profile(False, ["mnist"], False, where="data")
+    name, reason = profile_choice.choose_profile(False, ["mnist"], False, where="data")
     assert name == "cpu" and "missing there: fashionmnist, cifar10 (their cells are not run)" in reason
-    name, reason = reports.choose_profile(True, found, False, device="cpu")
+    name, reason = profile_choice.choose_profile(True, found, False, device="cpu")
     assert name == "cpu" and reason.startswith("--device cpu;")
 
 
 def test_online_chooses_cpu_offline_smoke():
-    name, reason = reports.choose_profile(False, [], True, where="data")
+    name, reason = profile_choice.choose_profile(False, [], True, where="data")
     assert name == "cpu" and "online: they are downloaded into data" in reason
-    name, reason = reports.choose_profile(False, [], False, where="data")
+    name, reason = profile_choice.choose_profile(False, [], False, where="data")
     assert name == "smoke" and "no real data in data" in reason and "offline" in reason
     assert "stand-in" in reason
-    assert "$DCC_OFFLINE=1" in reports.choose_profile(False, [], None)[1]
+    assert "$DCC_OFFLINE=1" in profile_choice.choose_profile(False, [], None)[1]
 
 
 def test_unknown_profile_is_refused():
     with pytest.raises(UserError, match="unknown profile 'fast'; choose one of: auto, smoke"):
-        reports.choose_profile(False, [], False, "fast")
+        profile_choice.choose_profile(False, [], False, "fast")
 
 
 def test_update_notebooks_makes_auto_smoke(tmp_path, monkeypatch):
-    monkeypatch.setattr(reports, "_cuda_available", lambda: pytest.fail("probed the machine"))
-    name, reason, download = reports.resolve_profile("auto", tmp_path, update_notebooks=True)
+    monkeypatch.setattr(profile_choice, "_cuda_available", lambda: pytest.fail("probed the machine"))
+    name, reason, download = profile_choice.resolve_profile("auto", tmp_path, update_notebooks=True)
     assert name == "smoke" and "nbval references" in reason and download == []
 
 
 def test_auto_on_this_machine_is_quick_and_bounded(tmp_path, monkeypatch):
-    monkeypatch.setenv(reports.OFFLINE_ENV, "1")
-    monkeypatch.setattr(reports, "_cuda_available", lambda: False)
-    assert reports.resolve_profile("auto", tmp_path)[:2] == (
+    monkeypatch.setenv(profile_choice.OFFLINE_ENV, "1")
+    monkeypatch.setattr(profile_choice, "_cuda_available", lambda: False)
+    assert profile_choice.resolve_profile("auto", tmp_path)[:2] == (
         "smoke",
-        f"no CUDA device; no real data in {writers.portable_path(tmp_path)} (mnist, fashionmnist, cifar10); "
+        f"no CUDA device; no real data in {portable.portable_path(tmp_path)} (mnist, fashionmnist, cifar10); "
         "offline ($DCC_OFFLINE=1): the embedded stand-in digits (not paper numbers)",
     )
 
 
 def test_probe_data_finds_the_loaders_layouts(tmp_path):
-    assert reports.probe_data(tmp_path) == []
+    assert profile_choice.probe_data(tmp_path) == []
     for name in IDX:
         (tmp_path / "mnist").mkdir(exist_ok=True)
         (tmp_path / "mnist" / f"{name}.gz").write_bytes(b"")
         (tmp_path / "FashionMNIST" / "raw").mkdir(parents=True, exist_ok=True)
         (tmp_path / "FashionMNIST" / "raw" / name).write_bytes(b"")
-    assert reports.probe_data(tmp_path) == ["mnist", "fashionmnist"]
+    assert profile_choice.probe_data(tmp_path) == ["mnist", "fashionmnist"]
     (tmp_path / "cifar10-jpeg").mkdir()
     (tmp_path / "cifar10-jpeg" / "train.tar.gz").write_bytes(b"")
-    assert "cifar10" not in reports.probe_data(tmp_path)  # the test split is missing
+    assert "cifar10" not in profile_choice.probe_data(tmp_path)  # the test split is missing
     (tmp_path / "cifar10-jpeg" / "test.tar.gz").write_bytes(b"")
-    assert reports.probe_data(tmp_path) == ["mnist", "fashionmnist", "cifar10"]
+    assert profile_choice.probe_data(tmp_path) == ["mnist", "fashionmnist", "cifar10"]
 
 
 def test_online_check_is_skippable_and_bounded(monkeypatch):
-    monkeypatch.setenv(reports.OFFLINE_ENV, "1")
-    assert reports.is_online(["https://www.cs.toronto.edu/x"]) is None
-    monkeypatch.delenv(reports.OFFLINE_ENV)
-    assert reports.is_online(["http://127.0.0.1:9/"], timeout=1.0) is False  # refused at once
-    assert reports.is_online([]) is False
+    monkeypatch.setenv(profile_choice.OFFLINE_ENV, "1")
+    assert profile_choice.is_online(["https://www.cs.toronto.edu/x"]) is None
+    monkeypatch.delenv(profile_choice.OFFLINE_ENV)
+    assert profile_choice.is_online(["http://127.0.0.1:9/"], timeout=1.0) is False  # refused at once
+    assert profile_choice.is_online([]) is False
 
 
 # ------------------------------------------------------------------------------------ paths
 def test_portable_paths():
     root = Path("/home/me/dcc")
-    assert writers.portable_path("/home/me/dcc/reports/01.ipynb", root) == "reports/01.ipynb"
-    assert writers.portable_path("/home/me/shared/data", root) == "../shared/data"
-    assert writers.portable_path("/tmp/pytest-7/test0/out", root) == ".../test0/out"
-    assert writers.portable_path("data", root) == "data"
+    assert portable.portable_path("/home/me/dcc/reports/01.ipynb", root) == "reports/01.ipynb"
+    assert portable.portable_path("/home/me/shared/data", root) == "../shared/data"
+    assert portable.portable_path("/tmp/pytest-7/test0/out", root) == ".../test0/out"
+    assert portable.portable_path("data", root) == "data"
     text = "store /home/me/dcc/results; see https://www.cs.toronto.edu/~kriz/a.tar.gz; ratio 3/8, β/α"
-    assert writers.portable_text(text, root) == (
+    assert portable.portable_text(text, root) == (
         "store results; see https://www.cs.toronto.edu/~kriz/a.tar.gz; ratio 3/8, β/α"
     )
 
@@ -147,7 +150,7 @@ def test_portable_notebook_rewrites_what_papermill_records():
             },
         ],
     }
-    reports.portable_notebook(
+    portable.portable_notebook(
         nb, root, root / "notebooks" / "04_table2.ipynb", root / "reports" / "04_table2.ipynb"
     )
     pm = nb["metadata"]["papermill"]
@@ -276,18 +279,18 @@ def test_outputs_without_paper_numbers_are_shown():
 
 # ------------------------------------------------------------------------------------- costs
 def test_costs_table_notebook_by_profile():
-    costs = reports.update_costs({}, "04_table2", "smoke", 47.6, "cpu: 2 cores", "2026-11-29")
-    costs = reports.update_costs(costs, "04_table2", "cpu", 1230.0, "cpu: 2 cores", "2026-11-30")
-    costs = reports.update_costs(costs, "01_motivating", "smoke", 11.0, "cpu: 2 cores", "2026-11-29")
+    costs = report_index.update_costs({}, "04_table2", "smoke", 47.6, "cpu: 2 cores", "2026-11-29")
+    costs = report_index.update_costs(costs, "04_table2", "cpu", 1230.0, "cpu: 2 cores", "2026-11-30")
+    costs = report_index.update_costs(costs, "01_motivating", "smoke", 11.0, "cpu: 2 cores", "2026-11-29")
     assert costs["04_table2"]["smoke"] == {"seconds": 47.6, "device": "cpu: 2 cores", "date": "2026-11-29"}
-    assert reports.costs_table(costs) == [
+    assert report_index.costs_table(costs) == [
         "| notebook | smoke | cpu |",
         "|---|---|---|",
         "| 01_motivating | 11 s (cpu: 2 cores, 2026-11-29) | - |",
         "| 04_table2 | 48 s (cpu: 2 cores, 2026-11-29) | 20 min (cpu: 2 cores, 2026-11-30) |",
     ]
-    assert reports.costs_table({}) == []
-    assert reports.format_seconds(9000) == "2.5 h"
+    assert report_index.costs_table({}) == []
+    assert report_index.format_seconds(9000) == "2.5 h"
 
 
 def _write_records(out: Path) -> None:
@@ -320,14 +323,14 @@ def _write_records(out: Path) -> None:
     (meta / "04_table2.table.json").write_text(json.dumps(table))
     figure = {**table, "kind": "figure", "title": "Table 2 as bars", "files": ["figures/04_table2.png"]}
     (meta / "04_table2.figure.json").write_text(json.dumps(figure))
-    costs = reports.update_costs({}, "04_table2_benchmarks", "cpu", 1230.0, "cpu: 2 cores", "2026-11-30")
-    (meta / reports.COSTS_FILE).write_text(json.dumps(costs))
+    costs = report_index.update_costs({}, "04_table2_benchmarks", "cpu", 1230.0, "cpu: 2 cores", "2026-11-30")
+    (meta / report_index.COSTS_FILE).write_text(json.dumps(costs))
 
 
 def test_index_shows_profile_reason_statuses_and_costs(tmp_path):
     out = tmp_path / "reports"
     _write_records(out)
-    index = reports.write_index(out).read_text()
+    index = report_index.write_index(out).read_text()
     assert (
         "- profile **cpu** for notebooks 04: no CUDA device; real data found in ../shared/data "
         "(mnist, fashionmnist, cifar10); data root ../shared/data. Settings: K_o 20 of 1000" in index
@@ -389,15 +392,15 @@ def test_auto_run_passes_the_data_root_by_environment(tmp_path, monkeypatch, cap
         Path(dst).write_text(json.dumps(nb))
 
     monkeypatch.setattr(papermill, "execute_notebook", execute)
-    monkeypatch.setattr(reports, "_cuda_available", lambda: False)
-    monkeypatch.setenv(reports.OFFLINE_ENV, "1")
+    monkeypatch.setattr(profile_choice, "_cuda_available", lambda: False)
+    monkeypatch.setenv(profile_choice.OFFLINE_ENV, "1")
     monkeypatch.delenv(reports.DATA_ENV, raising=False)
     out = tmp_path / "out"
     code = reports.main(["--only", "01", "--data-root", str(data), "--output", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert printed.splitlines()[0] == (
-        f"[reports] profile cpu: no CUDA device; real data found in {writers.portable_path(data)} "
+        f"[reports] profile cpu: no CUDA device; real data found in {portable.portable_path(data)} "
         "(mnist, fashionmnist, cifar10)"
     )
     assert seen == {"parameters": {"profile": "cpu"}, "data_root": str(data.resolve())}
@@ -409,7 +412,7 @@ def test_auto_run_passes_the_data_root_by_environment(tmp_path, monkeypatch, cap
     assert _absolute(record) == [] and str(tmp_path) not in record
     rec = json.loads(record)
     assert rec["profile"] == "cpu" and rec["profile_reason"].startswith("no CUDA device; real data found")
-    costs = json.loads((out / "meta" / reports.COSTS_FILE).read_text())
+    costs = json.loads((out / "meta" / report_index.COSTS_FILE).read_text())
     assert list(costs["01_motivating_example"]) == ["cpu"]
     index = (out / "index.md").read_text()
     assert "profile **cpu** for notebooks 01: no CUDA device; real data found in" in index

@@ -205,8 +205,15 @@ def test_paper_markers_only_where_comparable():
     import pandas as pd
 
     fig = views.plot_comparison(pd.DataFrame(rows))
-    markers = [line for line in fig.axes[0].lines if line.get_marker() == "_" and len(line.get_xdata())]
-    assert len(markers) == 4 and all(line.get_ydata()[0] == 40.0 for line in markers)
+    from matplotlib.container import ErrorbarContainer
+
+    diamonds = [
+        c.lines[0]
+        for c in fig.axes[0].containers
+        if isinstance(c, ErrorbarContainer) and c.lines[0] is not None and c.lines[0].get_marker() == "D"
+    ]
+    ys = [float(y) for line in diamonds for y in line.get_ydata()]
+    assert len(ys) == 4 and all(y == 40.0 for y in ys)
 
 
 def test_a_key_is_written_once_and_a_set_it_lacked_is_added(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ image update, computed on the device; nothing leaves the device until `trace()`.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -248,16 +249,45 @@ def summarise(trace: VelocityTrace) -> dict:
     }
 
 
-def plot_velocity(traces: dict[str, VelocityTrace], ax: Axes | None = None, mark_reinit: bool = True) -> Axes:
-    """Velocity against image-update step, one line per method; dotted lines at re-inits."""
+_VELOCITY_STYLES = (
+    {"marker": "o", "linestyle": "-"},
+    {"marker": "s", "linestyle": "--"},
+    {"marker": "^", "linestyle": ":"},
+    {"marker": "D", "linestyle": "-."},
+)
+
+
+def plot_velocity(
+    traces: dict[str, VelocityTrace | list[VelocityTrace]], ax: Axes | None = None, mark_reinit: bool = True
+) -> Axes:
+    """Velocity against image-update step, one line per method (its own colour, line style and
+    markers, so lines that coincide stay visible); dotted lines at re-inits. A list of traces (runs
+    of one method) is drawn as their mean with a ± std band."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 3.2))
-    for label, trace in traces.items():
-        ax.plot(trace.steps, trace.velocity, lw=1, label=label)
-    if mark_reinit and traces:
-        first = next(iter(traces.values()))
+    first = None
+    for i, (label, got) in enumerate(traces.items()):
+        runs = got if isinstance(got, list) else [got]
+        if not runs:
+            continue
+        first = runs[0] if first is None else first
+        length = min(len(t.velocity) for t in runs)
+        stacked = np.stack([t.velocity[:length] for t in runs])
+        steps = runs[0].steps[:length]
+        style = _VELOCITY_STYLES[i % len(_VELOCITY_STYLES)]
+        with warnings.catch_warnings():  # steps before `lag` are NaN in every run
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(stacked, axis=0)
+            std = np.nanstd(stacked, axis=0)
+        text = label if len(runs) == 1 else f"{label} (mean ± std, {len(runs)} runs)"
+        (line,) = ax.plot(
+            steps, mean, lw=1.2, ms=max(3.0, 5.5 - i), markevery=max(1, length // 40), label=text, **style
+        )
+        if len(runs) > 1:
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
+    if mark_reinit and first is not None:
         for i, s in enumerate(first.reinit_steps()):
             ax.axvline(s, color="grey", ls=":", lw=0.8, label="network re-initialised" if i == 0 else None)
     ax.set_xlabel("image update")

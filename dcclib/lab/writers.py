@@ -1,7 +1,7 @@
 """Where tables and figures go: CSV + Markdown, PNG + SVG, each with a JSON record under meta/.
 
-``Lab.save_table`` / ``Lab.save_figure`` call these; ``dcclib.lab.reports`` lists the records
-in reports/index.md. The output folder is $DCC_REPORTS_DIR, else reports/ in the repository.
+``Lab.save_table`` / ``Lab.save_figure`` call these; ``dcclib.lab.report_index`` lists the
+records in reports/index.md. The output folder is $DCC_REPORTS_DIR, else reports/ in the repository.
 
 Every record carries a status (``table_status`` / ``figure_status``), one of:
 
@@ -19,14 +19,13 @@ paper's band when |ours - paper| <= 2 x the paper's std, or <= 1.0 point where t
 std. A cell is compared where the tidy comparison frame (``dcclib.lab.views.comparison_frame``)
 has a ``difference`` (real data, the paper's setting); stand-in and missing cells have none.
 
-Records hold no absolute path of the machine that wrote them (``portable``).
+Records hold no absolute path of the machine that wrote them (``dcclib.lab.portable``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from dcclib import io
+from dcclib.lab.portable import portable, portable_text
 from dcclib.lab.store import repo_root
 
 if TYPE_CHECKING:
@@ -59,43 +59,6 @@ def default_reports_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return (repo_root() or Path.cwd()) / "reports"
-
-
-# ------------------------------------------------------------------------- portable paths
-# an absolute POSIX path in free text: "/" or "~/" then at least two parts (not inside a word,
-# a URL or a relative path)
-_ABS_PATH = re.compile(r"(?<![\w.~/+=:-])~?/(?:[\w.+@-]+/)+[\w.+@-]*")
-
-
-def portable_path(path: str | os.PathLike[str], root: Path | None = None) -> str:
-    """`path` without the machine's absolute prefix: relative to the repository root when inside
-    it or next to it (``../shared/data``), else ``.../<last two parts>``; a relative path as is."""
-    text = os.fspath(path)
-    if not os.path.isabs(text) and not text.startswith("~"):
-        return text
-    p = Path(text).expanduser()
-    root = root if root is not None else repo_root()
-    if root is not None:
-        rel = os.path.relpath(p, root)
-        if rel.split(os.sep).count("..") <= 1:  # inside the checkout or next to it (../shared/data)
-            return rel
-    return str(Path("...", *p.parts[-2:]))
-
-
-def portable_text(text: str, root: Path | None = None) -> str:
-    """`text` with every absolute path in it made portable (``portable_path``)."""
-    return _ABS_PATH.sub(lambda m: portable_path(m.group(0).rstrip("/") or "/", root), text)
-
-
-def portable(value: Any, root: Path | None = None) -> Any:
-    """A JSON-like value with every string made portable (dict keys too)."""
-    if isinstance(value, str):
-        return portable_text(value, root)
-    if isinstance(value, dict):
-        return {portable(k, root): portable(v, root) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [portable(v, root) for v in value]
-    return value
 
 
 # -------------------------------------------------------------------------------- statuses
