@@ -5,11 +5,11 @@ import math
 
 import pandas as pd
 import pytest
+from tiny import tiny_dataset
 
 from dcclib.analyses.explain import coupling, protocol_summary, warmup_schedule
 from dcclib.condense import CondenseConfig
 from dcclib.lab.reading import ordering_lines
-from tiny import tiny_dataset
 
 
 def test_dc_sees_its_own_class_only_and_dcc_sees_the_others():
