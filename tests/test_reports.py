@@ -183,6 +183,20 @@ def test_a_table_record_holds_no_absolute_path(tmp_path):
     assert "status: differs: mean |Δ| 1.6 points over 1 cell" in md and str(tmp_path) not in md
 
 
+def test_a_status_the_notebook_states_is_kept(tmp_path):
+    """Table 6 compares with the paper without numbers: the notebook states its status."""
+    df = pd.DataFrame({"group": ["Fish"], "classes": [16]})
+    meta = {"notebook": "12_table6", "profile": "smoke", "device": "cpu", "data": ["lists"]}
+    meta |= {"output_dir": str(tmp_path), "status": "reproduced: all 6 groups hold the paper's classes"}
+    writers.write_table(df, df, "12_table6", "Table 6", meta)
+    rec = json.loads((tmp_path / "meta" / "12_table6.table.json").read_text())
+    assert rec["status"] == {
+        "state": "reproduced",
+        "text": "reproduced: all 6 groups hold the paper's classes",
+    }
+    assert "status: reproduced: all 6 groups" in (tmp_path / "tables" / "12_table6.md").read_text()
+
+
 # -------------------------------------------------------------------------------- statuses
 def _frame(cells: list[tuple], profile: str = "cpu", data: str = "CIFAR-10 [cifar10-jpeg]") -> pd.DataFrame:
     """A comparison frame: one row per (ours, paper, paper std); ours None = not run."""

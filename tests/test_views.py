@@ -18,7 +18,7 @@ from matplotlib.container import ErrorbarContainer  # noqa: E402
 from tiny import tiny_dataset  # noqa: E402
 
 from dcclib.analyses.kernel_velocity import VelocityTrace, plot_velocity  # noqa: E402
-from dcclib.lab.views import (  # noqa: E402
+from dcclib.lab.plots import (  # noqa: E402
     OURS_LABEL,
     PAPER_LABEL,
     REFERENCE_LABEL,

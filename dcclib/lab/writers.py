@@ -212,7 +212,12 @@ def write_table(df: pd.DataFrame, view: pd.DataFrame, stem: str, title: str, met
     """tables/<stem>.csv (the tidy frame) and tables/<stem>.md (the view, with its labels and status)."""
     out = Path(meta["output_dir"])
     csv, md = out / "tables" / f"{stem}.csv", out / "tables" / f"{stem}.md"
-    status = table_status(df, meta.get("profile"), meta.get("notebook"), meta.get("data"))
+    given = meta.get("status")  # the notebook's own statement (Lab.save_table(status=...)) comes first
+    status = (
+        figure_status(meta)
+        if given
+        else table_status(df, meta.get("profile"), meta.get("notebook"), meta.get("data"))
+    )
     io.write_text(csv, df.to_csv(index=False))
     body = (view if isinstance(view.index, pd.RangeIndex) else view.reset_index()).to_markdown(index=False)
     head = f"# {title}\n\n{labels_line(meta)}\n\nstatus: {status['text']}\n\n"
