@@ -461,3 +461,20 @@ def test_nbval_sanitizer_hides_paths_and_times_not_numbers():
         "| CIFAR-10 | 1 | DSAC | 34.0 | 0.7 |",
     ]
     assert [sanitize(t) for t in kept] == kept
+
+
+def test_committed_reports_hold_no_machine_paths():
+    """What reports/ holds (executed notebooks, tables, index, performance.md) names files
+    relative to the repository, never the folders of the machine that made it."""
+    root = repo_root() or Path(__file__).resolve().parents[1]
+    reports_dir = root / "reports"
+    if not reports_dir.is_dir():
+        pytest.skip("no reports/ folder")
+    pattern = re.compile(r"(?<![\w.])/(?:home|root|tmp|work|Users|mnt|scratch)/")
+    offenders = []
+    for path in sorted(reports_dir.rglob("*")):
+        if path.suffix in {".md", ".ipynb", ".json", ".csv", ".jsonl"} and path.is_file():
+            text = path.read_text(errors="replace")
+            if str(root) in text or pattern.search(text):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []
