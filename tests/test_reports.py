@@ -478,3 +478,16 @@ def test_committed_reports_hold_no_machine_paths():
             if str(root) in text or pattern.search(text):
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+def test_outputs_of_condensing_say_the_profiles_reductions(tmp_path):
+    """A table made from condensed sets carries the profile's reductions next to its numbers."""
+    from dcclib.lab.experiments import Lab
+
+    lab = Lab(
+        "04_table2_benchmarks", profile="cpu", output_dir=str(tmp_path), results_dir=str(tmp_path / "r")
+    )
+    assert "settings" not in lab._meta(None)  # nothing condensed or evaluated yet
+    lab.set_config(lab.use("mnist"), "dc", 1, 0)
+    line = writers.labels_line(lab._meta(["MNIST"]))
+    assert "settings: profile cpu: K_o 20 of 1000, K_i <= 5, T <= 5, 32 real/class" in line

@@ -104,6 +104,7 @@ def velocity_experiment(
     """
 
     use = lab.use(paper)
+    lab.ran_sets = True  # its outputs depend on the profile's loops
     base = CondenseConfig(dataset=use.name, method=method, ipc=ipc, seed=lab.seed + run, **overrides)
     cfg = replace(lab.profile.condense_config(base), **(schedule or {})).resolved()
     config = {
@@ -189,6 +190,7 @@ def continual_experiment(
 
     cfg = replace(cfg, seed=lab.seed + run)
     cfg.check()
+    lab.ran_sets = True  # its memories are condensed at the profile's loops
     tasks_key = [dataset_identity(t) for t in tasks] if tasks is not None else None
     config = {
         "kind": "continual",

@@ -97,6 +97,7 @@ class Lab:
         self.output_dir = Path(output_dir) if output_dir else writers.default_reports_dir()
         self.progress = progress
         self.log: list[str] = []  # what was computed or reused, with timings
+        self.ran_sets = False  # set by set_config: tables and figures then carry the reductions
         self._data: dict[str, ImageDataset | UserError] = {}
         self._uses: dict[str, DataUse] = {}
         self.planner = PLANNER.get()  # a sweep's planner, or None (compute)
@@ -198,6 +199,7 @@ class Lab:
     def set_config(self, use: DataUse, method: str, ipc: int, run: int, **overrides: Any) -> dict:
         """The full config of one synthetic (or Random) set: the store key of the set."""
         get_method(method, METHODS)  # a UserError naming the known ones
+        self.ran_sets = True  # outputs now depend on the profile's loops: they say its reductions
         base = {
             "profile": self.profile.name,
             "dataset": self._dataset_key(use),
@@ -397,6 +399,7 @@ class Lab:
             "output_dir": str(self.output_dir),
             **({"stale": stale, "algorithm": ALGORITHM_VERSION} if stale else {}),
             **({"status": status} if status else {}),
+            **({"settings": self.profile.reductions()} if self.ran_sets else {}),
         }
 
 

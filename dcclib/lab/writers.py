@@ -203,6 +203,8 @@ def labels_line(meta: dict) -> str:
     """The line under a table's title: profile, device, the data used, and whether it shows stale results."""
     data = "; ".join(meta.get("data") or ["-"])
     line = f"profile {meta['profile']} · device {meta['device']} · data: {data}"
+    if meta.get("settings"):  # the profile's reductions, for outputs made by condensing or evaluating
+        line += f" · settings: {meta['settings']}"
     if meta.get("stale"):  # results of an older algorithm version, reused on purpose (--allow-stale)
         line += f" · STALE: reuses results of {', '.join(meta['stale'])} (now {meta.get('algorithm')})"
     return line
