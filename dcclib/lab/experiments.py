@@ -33,15 +33,16 @@ with warnings.catch_warnings():  # tqdm.auto warns once in Jupyter without ipywi
 
 import dcclib
 from dcclib.condense import CondenseConfig, condense, initial_synthetic
-from dcclib.data import ImageDataset, dataset_identity, load_dataset, source_id
+from dcclib.data import ImageDataset, dataset_identity, default_data_root, load_dataset, source_id
 from dcclib.errors import UserError
 from dcclib.evaluate import EvalConfig, evaluate_set, random_subset
 from dcclib.fingerprint import ALGORITHM_VERSION
 from dcclib.lab import writers
 from dcclib.lab.cells import Cell, DataUse
 from dcclib.lab.paper_results import dataset_label  # noqa: F401  (re-exported)
+from dcclib.lab.portable import portable_path
 from dcclib.lab.profiles import Profile, get_profile
-from dcclib.lab.store import ResultStore, config_key, repo_root
+from dcclib.lab.store import ResultStore, config_key
 from dcclib.lab.views import (  # noqa: F401  re-exported: notebooks may import all helpers from here
     comparison_frame,
     half_shares,
@@ -146,7 +147,8 @@ class Lab:
 
         return (
             f"results store: {_shown(self.store.root)}\noutputs: {_shown(self.output_dir)}\n"
-            f"data root: {_shown(self.data_root)}\ntorch threads: {torch.get_num_threads()}\n"
+            f"data root: {_shown(self.data_root or default_data_root())}\n"
+            f"torch threads: {torch.get_num_threads()}\n"
             f"versions: {library_versions()}"
         )
 
@@ -421,15 +423,9 @@ def _as_list(name: str, value: Any) -> list | None:
 
 
 def _shown(path: str | Path | None) -> str:
-    """A path as outputs show it: relative to the checkout when inside it, else its last two
-    parts (no absolute path of the machine that ran the notebook lands in a committed report)."""
-    if path is None:
-        return "None"
-    path = Path(path).resolve()
-    root = repo_root()
-    if root is not None and path.is_relative_to(root.resolve()):
-        return str(path.relative_to(root.resolve())) or "."
-    return str(Path("...", *path.parts[-2:]))
+    """A path as outputs show it (``portable_path``: no absolute path of the machine that ran the
+    notebook lands in a committed report)."""
+    return "None" if path is None else portable_path(Path(path).resolve())
 
 
 def _stale(record: dict) -> str:
