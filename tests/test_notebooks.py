@@ -191,3 +191,18 @@ def test_nbval_fails_when_the_condenser_changes(tmp_path):
     report = result.stdout + result.stderr
     assert result.returncode == 1, report[-3000:]
     assert "network 1: loss" in report and "collective updates" in report, report[-3000:]
+
+
+def test_no_paragraph_is_repeated_across_notebooks():
+    """Shared text lives in the README; each notebook's Markdown is its own (pointers are short)."""
+    seen: dict[str, str] = {}
+    for path in NOTEBOOKS:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for para in "".join(cell["source"]).split("\n\n"):
+                text = " ".join(para.split())
+                if len(text) > 160:
+                    assert seen.setdefault(text, path.stem) == path.stem, (
+                        f"{path.stem} repeats {seen[text]}: {text[:80]}"
+                    )
