@@ -67,7 +67,7 @@ def portable_notebook(nb: dict, root: Path, input_path: Path, output_path: Path)
     """An executed notebook without the build machine's absolute paths: papermill's input and
     output paths relative to `root` (the output path is the final file, not papermill's partial
     one), absolute paths among its recorded parameters made portable (also in the injected
-    cell), and `root` made relative in every text output. Returns `nb`, changed in place."""
+    cell), and every absolute path in a text output made portable. Returns `nb`, changed in place."""
     pm = nb.get("metadata", {}).get("papermill")
     swaps: dict[str, str] = {}
     if isinstance(pm, dict):
@@ -83,7 +83,7 @@ def portable_notebook(nb: dict, root: Path, input_path: Path, output_path: Path)
     def fix(text: str) -> str:
         for old, new in swaps.items():
             text = text.replace(old, new)
-        return relative_to_root(text, root)
+        return portable_text(relative_to_root(text, root), root)  # e.g. a data folder next to the checkout
 
     def fix_lines(value: str | list) -> str | list:
         return fix(value) if isinstance(value, str) else [fix(v) if isinstance(v, str) else v for v in value]
