@@ -160,7 +160,7 @@ def test_portable_notebook_rewrites_what_papermill_records():
     assert nb["cells"][0]["source"][1] == 'data_root = "../shared/data"\n'
     outs = nb["cells"][1]["outputs"]
     assert outs[0]["text"] == ["results store: results\n"] and outs[1]["data"]["text/plain"] == "'.'"
-    # any other absolute path is made portable too (a folder next to the checkout: relative), numbers untouched
+    # every other absolute path made portable (next to the checkout: relative); numbers untouched
     assert outs[2]["text"] == "../dcc2/x and 61.6 ± 0.4\n"
 
 
