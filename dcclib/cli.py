@@ -135,7 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     _field_option(c, cc, "batch_real", "real images per class per update", type=int)
     _field_option(c, cc, "distance", "layerwise | mse | cos")
     _field_option(c, cc, "init", "real | noise")
-    _field_option(c, cc, "dsa_strategy", "DSA augmentations (default: the dataset's)")
+    _field_option(
+        c,
+        cc,
+        "dsa_strategy",
+        "DSA augmentations (default: color_crop_cutout_flip_scale_rotate on every dataset, as the DCC code; "
+        "color_crop_cutout_scale_rotate drops flip for digits)",
+    )
     _field_option(c, cc, "model", "network used for matching")
     _field_option(c, cc, "classwise_mode", "loop | vmap | auto (DC's per-class gradients, by device)")
     _field_option(c, cc, "real_chunk", "auto | N: split the real batch (memory)", type=_chunk)

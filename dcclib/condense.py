@@ -65,6 +65,8 @@ def uses_classwise_loss(cfg: CondenseConfig, outer: int, inner: int) -> bool:
     """
     if not cfg.contrastive:
         return True
+    if cfg.gamma_outer is None or cfg.gamma_inner is None:
+        cfg = cfg.resolved()  # the default lengths (the paper's shares of K_o and K_i)
     if cfg.warmup == "bilevel":
         return outer < cfg.gamma_outer and inner < cfg.gamma_inner
     if cfg.warmup == "inner":
@@ -234,6 +236,7 @@ class OuterResult:
     loss_sum: Tensor  # on device: summed matching loss over the inner loop
     classwise_steps: int
     collective_steps: int
+    grad_norm_sum: Tensor  # on device: summed L2 norm of d loss / d images over the image updates
 
 
 def outer_iteration(
@@ -277,6 +280,7 @@ def _outer_iteration(
     mode = resolve_classwise_mode(cfg, data.device)
     chunk = resolve_real_chunk(cfg, data, sum(real_counts))
     loss_sum = syn_images.new_zeros(())
+    grad_norm_sum = syn_images.new_zeros(())  # a diagnostic (notebook 13): the update's size
     steps = {True: 0, False: 0}
     for inner in range(cfg.inner_iterations):
         if batchnorm == "original":
@@ -297,6 +301,7 @@ def _outer_iteration(
             observer(StepInfo(outer, inner, classwise, loss.detach(), grad, net))
         syn_images.grad = None
         loss_sum = loss_sum + loss.detach()
+        grad_norm_sum = grad_norm_sum + grad.detach().norm()
         steps[classwise] += 1
         if inner == cfg.inner_iterations - 1:
             break  # the network is not trained after its last image update
@@ -312,7 +317,7 @@ def _outer_iteration(
             cfg.batch_train,
             augment,
         )
-    return OuterResult(loss_sum, steps[True], steps[False])
+    return OuterResult(loss_sum, steps[True], steps[False], grad_norm_sum)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +354,7 @@ def condense(
         runs.check_run_dir(run_path, resume)  # before any work: a refusal leaves the disk as it was
     create_model(cfg.model, data.channels, data.num_classes, data.image_size)  # images too small: now
     syn_images, syn_labels = initial_synthetic(data, cfg)
+    start_images = syn_images.detach().clone()  # how far the images move is measured from here
     syn_images.requires_grad_(True)
     image_optimizer = torch.optim.SGD([syn_images], lr=cfg.lr_images, momentum=cfg.momentum_images)
     end = cfg.outer_iterations if stop_after is None else min(cfg.outer_iterations, stop_after)
@@ -362,11 +368,13 @@ def condense(
             for outer in range(start, end):
                 tic = time.perf_counter()
                 result = outer_iteration(cfg, data, syn_images, syn_labels, image_optimizer, outer, observer)
-                loss_sum, loss_finite, images_finite = torch.stack(
+                loss_sum, loss_finite, images_finite, grad_norm_sum, moved = torch.stack(
                     [
                         result.loss_sum.float(),
                         torch.isfinite(result.loss_sum).float(),
                         torch.isfinite(syn_images).all().float(),
+                        result.grad_norm_sum.float(),
+                        (syn_images.detach() - start_images).norm().float(),
                     ]
                 ).tolist()  # one sync per network
                 row = {
@@ -375,6 +383,10 @@ def condense(
                     "finite": bool(loss_finite and images_finite),
                     "classwise_steps": result.classwise_steps,
                     "collective_steps": result.collective_steps,
+                    # diagnostics: the mean L2 norm of an image update's gradient, and the L2
+                    # distance of the whole set from its initialisation after this network
+                    "grad_norm": grad_norm_sum / cfg.inner_iterations if loss_finite else None,
+                    "moved": moved if images_finite else None,
                     "seconds": time.perf_counter() - tic,
                 }
                 metrics.append(row)

@@ -50,6 +50,24 @@ INNER_SCHEDULE: dict[int, tuple[int, int]] = {
 }
 
 
+PAPER_OUTER = 1000  # K_o of every published number
+PAPER_GAMMA_OUTER = 250  # gamma_o: the first quarter of the networks warm up
+PAPER_GAMMA_INNER = 10  # gamma_i: at ipc 1 and 10 (K_i = 10) every step of a warm-up network
+
+
+def scale_length(length: int, total: int, paper_total: int) -> int:
+    """A warm-up length of `paper_total` steps scaled to `total` steps, keeping its share.
+
+    round(length * total / paper_total) (halves up), at least 1 where length > 0 and at most
+    `total`: a reduced run (fewer networks K_o or image updates K_i) warms up the same fraction
+    of its steps as the paper's run does (gamma_o 250 of 1000 -> 5 of 20; gamma_i 10 of 10 ->
+    5 of 5).
+    """
+    if length <= 0:
+        return 0
+    return min(total, max(1, math.floor(length * total / paper_total + 0.5)))
+
+
 def simple_warmup_default(inner_iterations: int, gamma_inner: int = 10) -> int:
     """The Simple warm-up's inner length when none is given: min(gamma_i, K_i // 2).
 
@@ -75,8 +93,11 @@ class CondenseConfig:
     inner_iterations: int | None = None  # K_i; None: from INNER_SCHEDULE
     net_epochs: int | None = None  # T; None: from INNER_SCHEDULE
     warmup: str = "bilevel"  # bilevel | none | inner ("Simple" of Table 5)
-    gamma_outer: int = 250  # gamma_o of the bi-level warm-up
-    gamma_inner: int = 10  # gamma_i of the bi-level warm-up
+    # gamma_o of the bi-level warm-up; None: the paper's share of K_o (250 of 1000: K_o / 4)
+    gamma_outer: int | None = None
+    # gamma_i of the bi-level warm-up; None: the paper's 10, scaled as K_i is scaled from the
+    # schedule's (10 of K_i = 10 at ipc 1 and 10, 10 of 50 at ipc 50)
+    gamma_inner: int | None = None
     # the Simple warm-up's inner length (warmup="inner" only); None: simple_warmup_default(K_i)
     simple_gamma_inner: int | None = None
     lr_images: float = 0.1
@@ -165,7 +186,6 @@ class CondenseConfig:
             )
             for k in positive
         ]
-        checks += [(self.gamma_outer >= 0 and self.gamma_inner >= 0, "warm-up lengths must be >= 0")]
         checks += [(self.checkpoint_every >= 0, "checkpoint-every must be >= 0")]
         checks += [
             (
@@ -190,9 +210,30 @@ class CondenseConfig:
             t = default_t if t is None else t
         if k_i <= 0 or t < 0:
             raise UserError(f"inner-iterations must be positive and net-epochs >= 0, got {k_i}, {t}")
+        gamma_o, gamma_i = self.gamma_outer, self.gamma_inner
+        if gamma_o is None:
+            gamma_o = scale_length(PAPER_GAMMA_OUTER, self.outer_iterations, PAPER_OUTER)
+        if gamma_i is None:
+            schedule_k = INNER_SCHEDULE.get(self.ipc, (k_i, 0))[0]
+            gamma_i = scale_length(PAPER_GAMMA_INNER, k_i, schedule_k)
+        if gamma_o < 0 or gamma_i < 0:
+            raise UserError("warm-up lengths must be >= 0")
+        if self.contrastive and self.warmup == "bilevel":
+            # the original asserts both (main.py); beyond them DCC would silently run as DC
+            if gamma_o > self.outer_iterations:
+                raise UserError(
+                    f"gamma-outer {gamma_o} > outer-iterations K_o = {self.outer_iterations}: every network "
+                    f"would warm up and the run would be plain {'DSA' if self.uses_dsa else 'DC'}; give "
+                    f"gamma-outer <= K_o (default: K_o / 4)"
+                )
+            if gamma_i > k_i:
+                raise UserError(
+                    f"gamma-inner {gamma_i} > inner-iterations K_i = {k_i}; give gamma-inner <= K_i "
+                    f"(default: 10 of the schedule's K_i, scaled)"
+                )
         simple = self.simple_gamma_inner
         if self.warmup == "inner" and self.contrastive:
-            simple = simple_warmup_default(k_i, self.gamma_inner) if simple is None else simple
+            simple = simple_warmup_default(k_i, gamma_i) if simple is None else simple
             if not 0 <= simple < k_i:
                 raise UserError(
                     f"the Simple warm-up (warmup inner) needs 0 <= simple-gamma-inner < K_i = {k_i}, got "
@@ -201,7 +242,14 @@ class CondenseConfig:
                 )
         elif simple is not None and simple < 0:
             raise UserError(f"simple-gamma-inner must be >= 0, got {simple}")
-        return replace(self, inner_iterations=k_i, net_epochs=t, simple_gamma_inner=simple)
+        return replace(
+            self,
+            inner_iterations=k_i,
+            net_epochs=t,
+            gamma_outer=gamma_o,
+            gamma_inner=gamma_i,
+            simple_gamma_inner=simple,
+        )
 
 
 def config_from_json(text: str) -> CondenseConfig:

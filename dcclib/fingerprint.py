@@ -20,8 +20,8 @@ import hashlib
 import sys
 from pathlib import Path
 
-ALGORITHM_VERSION = "2026.11-1"
-SOURCE_HASH = "20c997312e03fc16d1eb7692cbac8da9d6d2ce6875a051b7a76c9fc3b5543b51"
+ALGORITHM_VERSION = "2026.12-1"
+SOURCE_HASH = "7f1d501e3a81146bc12e585df6e30ba867a3e0ba919b925c8d61dc016e12174d"
 
 # Relative to the dcclib package: the modules whose code decides a condensed set or an accuracy.
 NUMERIC_SOURCES = (

@@ -304,3 +304,48 @@ def test_a_set_is_evaluated_with_the_dsa_strategy_it_was_condensed_with(tmp_path
     summary = json.loads(report.read_text())
     assert summary["eval_config"]["dsa_strategy"] == "flip"
     assert summary["results"][0]["augment"] == "dsa"
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (
+            ["--method", "dcc", "--outer-iterations", "2", "--gamma-outer", "3"],
+            "gamma-outer 3 > outer-iterations",
+        ),
+        (["--method", "dsac", "--outer-iterations", "2", "--gamma-outer", "250"], "plain DSA"),
+        (
+            ["--method", "dcc", "--inner-iterations", "2", "--gamma-inner", "3"],
+            "gamma-inner 3 > inner-iterations",
+        ),
+    ],
+)
+def test_a_warmup_longer_than_its_loop_is_refused_as_the_original_asserts(extra, words, capsys, tmp_path):
+    """The original's main asserts gamma_i <= K_i and gamma_o <= K_o; beyond them DCC would be DC."""
+    out = tmp_path / "run"
+    err = one_line_error(["condense", *TINY, "--out", str(out), *extra], capsys, tmp_path)
+    assert words in err and not out.exists()
+
+
+def test_the_default_gamma_outer_is_the_papers_share_of_the_outer_loop():
+    from dcclib.condense import CondenseConfig
+
+    assert CondenseConfig().resolved().gamma_outer == 250  # K_o = 1000, the paper
+    assert CondenseConfig(outer_iterations=100).resolved().gamma_outer == 25  # not 250: DCC stays DCC
+    assert CondenseConfig(outer_iterations=2).resolved().gamma_outer == 1
+    # gamma_i scales as K_i does against the schedule's: 10 of 10 at ipc 1; 10 of 50 at ipc 50
+    assert CondenseConfig(ipc=1).resolved().gamma_inner == 10
+    assert CondenseConfig(ipc=1, inner_iterations=4).resolved().gamma_inner == 4
+    assert CondenseConfig(ipc=50).resolved().gamma_inner == 10
+    assert CondenseConfig(ipc=50, inner_iterations=5).resolved().gamma_inner == 1
+    # DC / DSA never switch: a long warm-up is harmless there and accepted
+    assert CondenseConfig(method="dc", outer_iterations=2, gamma_outer=250).resolved().gamma_outer == 250
+
+
+def test_the_lab_refuses_a_warmup_longer_than_its_loop():
+    from dcclib.errors import UserError
+    from dcclib.lab.experiments import Lab
+
+    lab = Lab("99_test", profile="smoke")
+    with pytest.raises(UserError, match="gamma-inner"):
+        lab.set_config(lab.use("mnist"), "dcc", 1, 0, gamma_inner=11)  # K_i = 10 before the profile's cap

@@ -120,7 +120,9 @@ def test_every_method_changes_the_images_and_reports_phases(method):
     data = tiny_dataset()
     cfg = small_config(method=method)
     before = condense(
-        small_config(method=method, outer_iterations=1, inner_iterations=1), data, progress=False
+        small_config(method=method, outer_iterations=1, inner_iterations=1, gamma_outer=1, gamma_inner=1),
+        data,
+        progress=False,
     ).images
     result = condense(cfg, data, progress=False)
     assert result.images.shape == (6, 3, 16, 16) and torch.isfinite(result.images).all()
@@ -162,7 +164,9 @@ def test_resume_refuses_other_settings_and_existing_runs(tmp_path):
 def test_noise_init_and_batchnorm_network_run():
     data = tiny_dataset()
     result = condense(
-        small_config(init="noise", model="convnet_bn", outer_iterations=1), data, progress=False
+        small_config(init="noise", model="convnet_bn", outer_iterations=1, gamma_outer=1),
+        data,
+        progress=False,
     )
     assert torch.isfinite(result.images).all()
 

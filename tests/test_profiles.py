@@ -18,7 +18,34 @@ def test_paper_profile_is_the_paper():
 def test_smoke_keeps_a_contrastive_phase_and_caps_loops():
     cfg = get_profile("smoke").condense_config(CondenseConfig(method="dcc", ipc=10))
     assert (cfg.outer_iterations, cfg.inner_iterations, cfg.net_epochs) == (4, 2, 2)
-    assert 0 < cfg.gamma_outer < cfg.outer_iterations and 0 < cfg.gamma_inner < cfg.inner_iterations
+    assert 0 < cfg.gamma_outer < cfg.outer_iterations
+    assert cfg.gamma_inner == cfg.inner_iterations  # warm-up networks entirely class-wise, as the paper
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "quick", "paper"])
+@pytest.mark.parametrize("ipc", [1, 10, 50])
+def test_profiles_keep_the_papers_warmup_shares(name, ipc):
+    """gamma_o / K_o and gamma_i / K_i stay the paper's (250/1000; 10/K_i) at every profile."""
+    paper = CondenseConfig(method="dcc", ipc=ipc).resolved()
+    cfg = get_profile(name).condense_config(CondenseConfig(method="dcc", ipc=ipc))
+    assert cfg.gamma_outer == max(1, round(paper.gamma_outer * cfg.outer_iterations / paper.outer_iterations))
+    share = paper.gamma_inner / paper.inner_iterations
+    assert cfg.gamma_inner == max(1, int(share * cfg.inner_iterations + 0.5))
+    if ipc in (1, 10):  # the paper's warm-up networks are entirely class-wise (gamma_i = K_i)
+        assert cfg.gamma_inner == cfg.inner_iterations
+    # the Simple warm-up's default length follows the same rule and leaves a collective step
+    simple = get_profile(name).condense_config(CondenseConfig(method="dcc", ipc=ipc, warmup="inner"))
+    paper_simple = CondenseConfig(method="dcc", ipc=ipc, warmup="inner").resolved()
+    expected = int(paper_simple.simple_gamma_inner * simple.inner_iterations / paper.inner_iterations + 0.5)
+    assert simple.simple_gamma_inner == min(max(1, expected), simple.inner_iterations - 1)
+
+
+def test_a_warmup_of_no_length_stays_none():
+    for name in PROFILES:
+        cfg = get_profile(name).condense_config(
+            CondenseConfig(method="dcc", ipc=1, gamma_outer=0, gamma_inner=0)
+        )
+        assert (cfg.gamma_outer, cfg.gamma_inner) == (0, 0)
 
 
 def test_unknown_profile():
@@ -35,13 +62,23 @@ def test_cpu_profile_is_pinned_and_says_its_reductions():
         20,
         5,
         5,
-        2,
+        5,
         5,
     )
+    # MNIST ipc 1 at cpu: 5 networks x 5 class-wise updates, then 15 x 5 collective (the paper's 1/4)
+    assert (cfg.gamma_outer * cfg.gamma_inner, (20 - cfg.gamma_outer) * cfg.inner_iterations) == (25, 75)
     assert cfg.batch_real == 32 and (p.num_runs, p.num_nets, p.eval_epochs, p.device) == (1, 3, None, "cpu")
     assert get_profile("cpu").condense_config(CondenseConfig(method="dc", ipc=10)).net_epochs == 5
     text = p.reductions()
-    for part in ("K_o 20 of 1000", "K_i <= 5", "T <= 5", "32 real/class", "1 run(s) x 3 networks"):
+    for part in (
+        "K_o 20 of 1000",
+        "gamma_o 5 (paper 250)",
+        "K_i <= 5",
+        "gamma_i scaled with K_i",
+        "T <= 5",
+        "32 real/class",
+        "1 run(s) x 3 networks",
+    ):
         assert part in text
     assert "paper's settings" in get_profile("paper").reductions()
 

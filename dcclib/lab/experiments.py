@@ -285,9 +285,12 @@ class Lab:
             resume = run_dir is not None and (run_dir / "checkpoint.safetensors").is_file()
             out = condense(cfg, data, run_dir=run_dir, resume=resume, progress=self.progress)
             images, labels, meta = out.images, out.labels, synthetic_metadata(cfg, data)
+            keep = ("outer", "loss", "grad_norm", "moved", "classwise_steps", "collective_steps", "seconds")
             result = {
                 "final_loss": out.metrics[-1]["loss"] if out.metrics else None,
                 "outer_iterations": len(out.metrics),
+                # per network: matching loss, image-gradient norm, distance from the start
+                "trajectory": [{k: row.get(k) for k in keep} for row in out.metrics],
             }
             if run_dir is not None:
                 shutil.rmtree(run_dir, ignore_errors=True)

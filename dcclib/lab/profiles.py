@@ -9,8 +9,9 @@
 - paper: exactly the paper's settings (K_o = 1000, 5 condensation runs x 20 networks).
 
 A profile rewrites a CondenseConfig / EvalConfig; it is recorded in every output. The warm-up
-length gamma_o scales with K_o (gamma_o / K_o = 250 / 1000), so that DCC's contrastive phase
-still exists in short runs.
+keeps the paper's shares: gamma_o scales with K_o (250 of 1000) and gamma_i with K_i (10 of 10
+at ipc 1 and 10), so that a reduced run warms up on entirely class-wise networks, as the paper's
+does, and DCC's contrastive phase still exists in short runs.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from dcclib.condense import CondenseConfig
+from dcclib.condense_config import PAPER_GAMMA_OUTER, PAPER_OUTER, scale_length
 from dcclib.data.variants import DCC_CIFAR100
 from dcclib.errors import UserError
 from dcclib.evaluate import EvalConfig
-
-PAPER_OUTER = 1000
 
 
 @dataclass(frozen=True)
@@ -46,24 +46,30 @@ class Profile:
         return dict(self.dataset_variants).get(paper, paper)
 
     def condense_config(self, cfg: CondenseConfig) -> CondenseConfig:
-        """The paper's config `cfg`, scaled to this profile (K_i, T from the schedule first)."""
-        given_simple = cfg.simple_gamma_inner  # None: derived again from the capped K_i below
+        """The paper's config `cfg`, scaled to this profile (K_i, T from the schedule first).
+
+        The warm-up keeps the paper's shares: gamma_o scales with K_o and gamma_i (and the Simple
+        warm-up's default length) with K_i, by `scale_length` (at K_i = 10 -> 5: gamma_i 10 -> 5,
+        so the warm-up networks stay entirely class-wise). A Simple length given explicitly is
+        run as given.
+        """
+        given_simple = cfg.simple_gamma_inner
         cfg = cfg.resolved()
         outer = self.outer_iterations or cfg.outer_iterations
-        gamma_outer = (
-            round(cfg.gamma_outer * outer / PAPER_OUTER) if self.outer_iterations else cfg.gamma_outer
-        )
         k_i = min(cfg.inner_iterations, self.max_inner_iterations or cfg.inner_iterations)
-        gamma_inner = min(cfg.gamma_inner, max(1, k_i // 2)) if self.max_inner_iterations else cfg.gamma_inner
+        simple = given_simple
+        if simple is None and cfg.simple_gamma_inner is not None:
+            simple = scale_length(cfg.simple_gamma_inner, k_i, cfg.inner_iterations)
+            simple = min(simple, k_i - 1)  # the Simple warm-up leaves a collective step
         return replace(
             cfg,
             outer_iterations=outer,
-            gamma_outer=gamma_outer,
+            gamma_outer=scale_length(cfg.gamma_outer, outer, cfg.outer_iterations),
             inner_iterations=k_i,
-            gamma_inner=gamma_inner,
+            gamma_inner=scale_length(cfg.gamma_inner, k_i, cfg.inner_iterations),
             net_epochs=min(cfg.net_epochs, self.max_net_epochs or cfg.net_epochs),
             batch_real=self.batch_real or cfg.batch_real,
-            simple_gamma_inner=given_simple,
+            simple_gamma_inner=simple,
         ).resolved()
 
     def eval_config(self, models: tuple[str, ...] = ("convnet",), seed: int = 0) -> EvalConfig:
@@ -74,13 +80,17 @@ class Profile:
         """What this profile changes from the paper's settings, in one line (every output says it)."""
         if self.name == "paper":
             return (
-                "profile paper: the paper's settings (K_o 1000, K_i and T from the schedule, "
+                "profile paper: the paper's settings (K_o 1000, gamma_o 250, K_i and T from the "
+                "schedule, gamma_i 10, "
                 "256 real/class, 5 runs x 20 networks)"
             )
-        parts = [f"K_o {self.outer_iterations or PAPER_OUTER} of {PAPER_OUTER}"]
+        outer = self.outer_iterations or PAPER_OUTER
+        gamma_o = scale_length(PAPER_GAMMA_OUTER, outer, PAPER_OUTER)
+        parts = [f"K_o {outer} of {PAPER_OUTER}", f"gamma_o {gamma_o} (paper {PAPER_GAMMA_OUTER})"]
         parts.append(
             f"K_i <= {self.max_inner_iterations}" if self.max_inner_iterations else "K_i as the paper"
         )
+        parts.append("gamma_i scaled with K_i (= K_i at 1 and 10 img/cls, as the paper)")
         parts.append(f"T <= {self.max_net_epochs}" if self.max_net_epochs else "T as the paper")
         parts.append(f"{self.batch_real or 256} real/class")
         parts.append(f"{self.num_runs} run(s) x {self.num_nets} networks (paper 5 x 20)")
