@@ -21,9 +21,9 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
-import torch
 
 from dcclib.condense import CondenseConfig, condense
+from dcclib.errors import UserError
 from dcclib.evaluate import evaluate_set
 from dcclib.lab.experiments import Lab
 from dcclib.lab.store import config_key
@@ -119,6 +119,7 @@ def run_study(lab: Lab, study: Study, run: int = 0) -> pd.DataFrame:
             rows.append(
                 {
                     "dataset": paper,
+                    "data": lab.use(paper).label,
                     "method": method,
                     "K_o": k,
                     "acc_mean": 100 * record["result"]["mean"],
@@ -147,21 +148,56 @@ def trajectories(lab: Lab, study: Study, run: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def thread_count() -> int:
-    """The torch threads in use (printed with the study's timings)."""
-    return torch.get_num_threads()
-
-
-# The study notebook 13 runs at profile cpu, at 1 img/cls: DC and DCC on MNIST and CIFAR-10 evaluated
-# at K_o = 20 (the cpu profile's), 50, 100 and 200; DSA and DSAC on MNIST (twice the cost of an
-# evaluation: E = 1000 with DSA) at 20, 50 and 100. The paper's K_o is 1000.
-CPU_STUDIES = (
-    Study(
-        runs=(("mnist", "dc"), ("mnist", "dcc"), ("cifar10", "dc"), ("cifar10", "dcc")),
-        points=(20, 50, 100, 200),
+# What notebook 13 runs at each profile, at 1 img/cls (the paper's K_o is 1000 everywhere):
+# - smoke: DC and DCC on the stand-in digits at K_o 2 and 4 (a pipeline check);
+# - cpu: DC and DCC on MNIST and CIFAR-10 at K_o = 20 (the cpu profile's), 50, 100 and 200; DSA and
+#   DSAC on MNIST (an evaluation costs twice as much: E = 1000 with DSA) at 20, 50 and 100;
+# - quick and paper: all four methods on CIFAR-10 at K_o = 100, 250, 500 and 1000.
+STUDIES: dict[str, tuple[Study, ...]] = {
+    "smoke": (Study(runs=(("mnist", "dc"), ("mnist", "dcc")), points=(2, 4)),),
+    "cpu": (
+        Study(
+            runs=(("mnist", "dc"), ("mnist", "dcc"), ("cifar10", "dc"), ("cifar10", "dcc")),
+            points=(20, 50, 100, 200),
+        ),
+        Study(runs=(("mnist", "dsa"), ("mnist", "dsac")), points=(20, 50, 100)),
     ),
-    Study(runs=(("mnist", "dsa"), ("mnist", "dsac")), points=(20, 50, 100)),
+}
+STUDIES["quick"] = STUDIES["paper"] = (
+    Study(
+        runs=(("cifar10", "dc"), ("cifar10", "dcc"), ("cifar10", "dsa"), ("cifar10", "dsac")),
+        points=(100, 250, 500, 1000),
+    ),
 )
+
+
+def studies_for(
+    profile: str, runs: list[str] | None = None, points: list[int] | None = None
+) -> tuple[Study, ...]:
+    """The profile's studies, or one study of the given `runs` ("dataset:method") and `points`."""
+    if runs is None and points is None:
+        return STUDIES[profile]
+    default = STUDIES[profile]
+    pairs = tuple(tuple(r.split(":", 1)) for r in runs) if runs else default[0].runs
+    for pair in pairs:
+        if len(pair) != 2 or not all(pair):
+            raise UserError(f"a study run is 'dataset:method' (e.g. mnist:dcc), got '{':'.join(pair)}'")
+    chosen = tuple(points) if points else default[0].points
+    if any(not isinstance(k, int) or k < 1 for k in chosen):
+        raise UserError(f"study points are positive numbers of outer iterations, got {list(chosen)}")
+    return (Study(runs=pairs, points=chosen),)
+
+
+def run_studies(lab: Lab, studies: tuple[Study, ...], run: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every point of every study (`run_study`) and every whole run's trajectory (`trajectories`)."""
+    points = [run_study(lab, s, run) for s in studies]
+    paths = [trajectories(lab, s, run) for s in studies]
+    points = [f for f in points if not f.empty]
+    paths = [f for f in paths if not f.empty]
+    return (
+        pd.concat(points, ignore_index=True) if points else pd.DataFrame(),
+        pd.concat(paths, ignore_index=True) if paths else pd.DataFrame(),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lab = Lab("13_convergence", profile=args.profile, data_root=args.data_root, threads=args.threads)
     only = {tuple(item.split(":")) for item in args.only.split(",")} if args.only else None
-    for study in CPU_STUDIES:
+    for study in STUDIES[args.profile]:
         for one in study.runs:
             if only is not None and one not in only:
                 continue

@@ -55,6 +55,8 @@ NOT_SWEPT = {
     "11_table2_selection_kip": "makes its selection and KIP sets in the notebook, not through Lab: "
     "the reports runner renders it",
     "12_table6_fine_grained_groups": "reads class lists only (no jobs)",
+    "13_convergence": "evaluates checkpoints of one run along the way, not through Lab's jobs: "
+    "python -m dcclib.lab.convergence fills the store, the reports runner renders it",
 }
 TO_RUN = ("missing", "failed", "running")
 
@@ -337,10 +339,48 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Every option of `dcc sweep`, checked before any planning (which takes seconds): a
+    UserError (one line) for the first bad one; nothing is created."""
+    for flag in ("max_jobs", "workers", "max_parallel", "cluster_gpus"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    if args.gpus_per_job < 0:
+        raise UserError(f"--gpus-per-job must be 0 or more, got {args.gpus_per_job}")
+    if args.throughput is not None and not (math.isfinite(args.throughput) and args.throughput > 0):
+        raise UserError(f"--throughput must be a positive number of FLOP/s, got {args.throughput}")
+    if not (math.isfinite(args.max_tensor_mb) and args.max_tensor_mb >= 0):
+        raise UserError(f"--max-tensor-mb must be a number >= 0 (0: every set), got {args.max_tensor_mb}")
+    if args.results is not None and args.results.exists() and not args.results.is_dir():
+        raise UserError(f"--results {args.results} is a file; give the folder of a results store")
+    if args.notebooks is not None:
+        if not args.notebooks.is_dir():
+            raise UserError(f"--notebooks {args.notebooks} is not a folder")
+        if not any(args.notebooks.glob(NOTEBOOK_GLOB)):
+            raise UserError(f"--notebooks {args.notebooks} holds no notebooks ({NOTEBOOK_GLOB})")
+    options = _options(args, args.results or Path(default_results_dir()))
+    if args.executor == "slurm":
+        executors.check_slurm(options)
+    else:  # given but unused would be silent: still checked
+        executors.minutes(args.time)
+        executors.site_settings(args.slurm_config)
+
+
+def _options(args: argparse.Namespace, results: Path) -> executors.Options:
+    return executors.Options(
+        workers=args.workers, partition=args.partition, time=args.time, gpus_per_job=args.gpus_per_job,
+        max_parallel=args.max_parallel, slurm_config=args.slurm_config,
+        cluster=None if args.cluster == "slurm" else args.cluster,
+        log_dir=args.log_dir or Path(results).resolve() / ".submitit", address=args.address,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """`dcc sweep`: 0 when all went well, 1 when a job or a plan failed, 2 on bad input."""
     args = parser().parse_args(argv)
     try:
+        check_options(args)
         params = dict(parse_param(p) for p in args.param)
         if args.data_root:
             params["data_root"] = str(Path(args.data_root).resolve())
@@ -365,13 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             return 1 if incomplete or (args.status and any(j.state == "failed" for j in sweep.jobs())) else 0
-        options = executors.Options(
-            workers=args.workers, partition=args.partition, time=args.time, gpus_per_job=args.gpus_per_job,
-            max_parallel=args.max_parallel, slurm_config=args.slurm_config,
-            cluster=None if args.cluster == "slurm" else args.cluster,
-            log_dir=args.log_dir or sweep.results / ".submitit", address=args.address,
-        )  # fmt: skip
-        outcomes = run(sweep, args.executor, options, args.max_jobs)
+        outcomes = run(sweep, args.executor, _options(args, sweep.results), args.max_jobs)
     except UserError as exc:
         print(f"dcc sweep: error: {exc}", file=sys.stderr)
         return 2
