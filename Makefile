@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make reports   runs the main job (every notebook, headless, into reports/; see DATA_ROOT below)
+#   make reports   runs the main job (every notebook, headless, into reports/local/; see below)
 #   make test      runs the test suite (pytest + nbval)
 #   make lint      ruff check and ruff format --check (CI runs it before the tests)
 # Both create or update the local virtual environment .venv from pyproject.toml.
@@ -29,8 +29,10 @@ test: $(STAMP)
 #                   make reports DATA_ROOT=../shared/data
 #   PROFILE=NAME    auto (default), smoke, cpu, quick or paper (paper only when asked for)
 #   REPORTS_ARGS    any other option of python -m dcclib.lab.reports, e.g. REPORTS_ARGS="--only 04"
+#   PUBLISH=1       write into the shipped reports/ (default: reports/local/, git-ignored; a shipped
+#                   report of a higher profile is never replaced)
 reports: $(STAMP)
-	$(PY) -m dcclib.lab.reports $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(REPORTS_ARGS)
+	$(PY) -m dcclib.lab.reports $(if $(PUBLISH),--publish) $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(REPORTS_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

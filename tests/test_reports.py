@@ -306,6 +306,39 @@ def test_costs_table_notebook_by_profile():
     ]
     assert report_index.costs_table({}) == []
     assert report_index.format_seconds(9000) == "2.5 h"
+    # each profile keeps its best run: a slower re-render does not replace it, a faster run does
+    slower = report_index.update_costs(costs, "04_table2", "cpu", 4000.0, "cpu: 2 cores", "2026-12-01")
+    assert slower["04_table2"]["cpu"]["seconds"] == 1230.0
+    faster = report_index.update_costs(costs, "04_table2", "cpu", 600.0, "cpu: 8 cores", "2026-12-02")
+    assert faster["04_table2"]["cpu"] == {"seconds": 600.0, "device": "cpu: 8 cores", "date": "2026-12-02"}
+
+
+def test_a_rerun_writes_beside_the_shipped_reports_never_over_them(tmp_path, monkeypatch, capsys):
+    from dcclib.lab import reports, writers
+
+    monkeypatch.delenv(writers.REPORTS_ENV, raising=False)
+    shipped = writers.shipped_reports_dir()
+    assert writers.default_reports_dir() == shipped / "local"
+    assert "/reports/local/" in (shipped.parent / ".gitignore").read_text().split()
+    monkeypatch.setenv(writers.REPORTS_ENV, str(tmp_path / "mine"))
+    assert writers.default_reports_dir() == tmp_path / "mine"
+    # --publish replaces a shipped report only at the same or a higher profile, else one line, exit 2
+    out = tmp_path / "shipped"
+    (out / "meta").mkdir(parents=True)
+    (out / "meta" / "01_motivating_example.run.json").write_text(json.dumps({"profile": "cpu"}))
+    chosen = [Path("notebooks/01_motivating_example.ipynb")]
+    with pytest.raises(
+        UserError, match="would replace the shipped 01_motivating_example made at profile cpu"
+    ):
+        reports.check_publish(out, chosen, "smoke")
+    reports.check_publish(out, chosen, "cpu")
+    reports.check_publish(out, chosen, "quick")
+    monkeypatch.setattr(reports, "shipped_reports_dir", lambda: out)
+    before = sorted(p.name for p in out.rglob("*"))
+    assert reports.main(["--profile", "smoke", "--only", "01", "--publish"]) == 2
+    assert "would replace the shipped" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == before  # nothing written
+    assert reports.main(["--only", "01", "--publish", "--output", str(tmp_path / "x")]) == 2
 
 
 def _write_records(out: Path) -> None:

@@ -25,9 +25,12 @@ RECORD_SUFFIXES = (".run.json", ".table.json", ".figure.json")
 
 # ------------------------------------------------------------------------------------- costs
 def update_costs(costs: dict, notebook: str, profile: str, seconds: float, device: str, date: str) -> dict:
-    """`costs` (notebook -> profile -> {seconds, device, date}) with this run's cost in."""
+    """`costs` (notebook -> profile -> {seconds, device, date}) with this run's cost in: each
+    profile keeps its best (fastest) run, so a re-render on a slower machine does not replace it."""
     out = {nb: dict(by) for nb, by in costs.items()}
-    out.setdefault(notebook, {})[profile] = {"seconds": round(seconds, 1), "device": device, "date": date}
+    best = out.setdefault(notebook, {}).get(profile)
+    if best is None or seconds < best["seconds"]:
+        out[notebook][profile] = {"seconds": round(seconds, 1), "device": device, "date": date}
     return out
 
 
@@ -41,7 +44,7 @@ def format_seconds(seconds: float) -> str:
 
 
 def costs_table(costs: dict) -> list[str]:
-    """The Markdown table notebook x profile of `costs` (the last successful run of each)."""
+    """The Markdown table notebook x profile of `costs` (the best successful run of each)."""
     if not costs:
         return []
     seen = {p for by in costs.values() for p in by}

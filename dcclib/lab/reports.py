@@ -1,6 +1,11 @@
-"""The main job: execute every notebook headlessly into reports/, then write reports/index.md.
+"""The main job: execute every notebook headlessly into a reports folder, then write its index.md.
 
     python -m dcclib.lab.reports [--profile auto|smoke|cpu|quick|paper] [--only 03,04] [--data-root DIR]
+                                 [--publish]
+
+Where: reports/local/ (git-ignored) unless told otherwise ($DCC_REPORTS_DIR or --output), so a rerun
+never overwrites the reports the project ships in reports/; ``--publish`` writes there, and is
+refused for a notebook whose shipped report was made at a higher profile.
 
 Profile ``auto`` (the default) takes the best profile this machine can run and prints which and
 why, in one line (``dcclib.lab.profile_choice``): a CUDA device -> ``quick`` (``paper`` only when asked
@@ -56,7 +61,7 @@ from dcclib.lab.report_index import (
     write_index,
 )
 from dcclib.lab.store import RESULTS_ENV, allow_stale_results, repo_root
-from dcclib.lab.writers import REPORTS_ENV, default_reports_dir
+from dcclib.lab.writers import REPORTS_ENV, default_reports_dir, shipped_reports_dir
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 RUNNER_PARAMETERS = ("profile", "device", "data_root")  # set by the runner's own options
@@ -137,11 +142,14 @@ def run(
     update_notebooks: bool = False,
     notebooks: Path | None = None,
     data_root: str | Path | None = None,
+    publish: bool = False,
 ) -> list[dict]:
     """Execute the notebooks; returns one record per notebook (status, seconds).
 
     `profile` "auto" chooses one (``resolve_profile``, printed in one line); `data_root` reaches
-    the kernels as $DCC_DATA_ROOT (a ``data_root`` in `parameters` is injected as given)."""
+    the kernels as $DCC_DATA_ROOT (a ``data_root`` in `parameters` is injected as given). The
+    output is `output`, else reports/ with `publish` (refused where it would replace a shipped
+    report of a higher profile), else reports/local/ (``default_reports_dir``)."""
     import papermill
 
     if profile != AUTO and profile not in PROFILES:
@@ -156,7 +164,12 @@ def run(
     name, reason, download = resolve_profile(profile, root_of_data, update_notebooks, given.get("device"))
     print(f"[reports] profile {name}: {reason}", flush=True)
     params = {**({"profile": name} if name != "smoke" else {}), **given}
-    out = (output or default_reports_dir()).resolve()
+    if publish and output is not None:
+        raise UserError("--publish writes into the shipped reports/: give it or --output, not both")
+    out = (output or (shipped_reports_dir() if publish else default_reports_dir())).resolve()
+    if publish:
+        check_publish(out, chosen, name)
+    print(f"[reports] writing into {portable_path(out)}" + ("" if publish else _local_note(out)), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     if download:
         fetch_datasets(download, root_of_data)
@@ -172,6 +185,31 @@ def run(
             io.write_json(out / "meta" / f"{nb.stem}.run.json", done[-1])
     write_index(out)
     return done
+
+
+PROFILE_RANK = {name: i for i, name in enumerate(PROFILES)}  # smoke < cpu < quick < paper
+
+
+def check_publish(out: Path, chosen: list[Path], profile: str) -> None:
+    """Refuse (one line, before any work) to replace a shipped report made at a higher profile."""
+    for nb in chosen:
+        record = out / "meta" / f"{nb.stem}.run.json"
+        try:
+            shipped = json.loads(record.read_text()).get("profile")
+        except (OSError, ValueError):
+            continue  # nothing shipped (or unreadable): nothing to protect
+        if PROFILE_RANK.get(shipped, -1) > PROFILE_RANK[profile]:
+            raise UserError(
+                f"--publish at profile {profile} would replace the shipped {nb.stem} made at profile "
+                f"{shipped}; run without --publish (it writes into reports/local/) or at {shipped} or higher"
+            )
+
+
+def _local_note(out: Path) -> str:
+    shipped = shipped_reports_dir().resolve()
+    if out.parent == shipped:
+        return " (beside the shipped reports/; --publish replaces them)"
+    return ""
 
 
 def _run_one(
@@ -304,7 +342,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="any other notebook parameter (repeatable), e.g. --param 'ipcs=[1,10]'",
     )
-    ap.add_argument("--output", type=Path, help=f"output folder (default reports/ or ${REPORTS_ENV})")
+    ap.add_argument(
+        "--output",
+        type=Path,
+        help=f"output folder (default ${REPORTS_ENV}, else reports/local/, git-ignored)",
+    )
+    ap.add_argument(
+        "--publish",
+        action="store_true",
+        help="write into the shipped reports/ (refused over a report of a higher profile)",
+    )
     ap.add_argument("--results", type=Path, help=f"results store (default results/ or ${RESULTS_ENV})")
     ap.add_argument(
         "--update-notebooks",
@@ -332,13 +379,14 @@ def main(argv: list[str] | None = None) -> int:
             args.results,
             args.update_notebooks,
             data_root=args.data_root,
+            publish=args.publish,
         )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = [d["notebook"] for d in done if d["status"] != "ok"]
     tail = f"; FAILED: {', '.join(failed)}" if failed else ""
-    index = (args.output or default_reports_dir()) / "index.md"
+    index = (args.output or (shipped_reports_dir() if args.publish else default_reports_dir())) / "index.md"
     seconds = time.perf_counter() - tic
     print(f"[reports] {len(done)} notebooks in {seconds:.0f} s; index: {portable_path(index)}{tail}")
     return 1 if failed else 0

@@ -1,7 +1,8 @@
 """Where tables and figures go: CSV + Markdown, PNG + SVG, each with a JSON record under meta/.
 
 ``Lab.save_table`` / ``Lab.save_figure`` call these; ``dcclib.lab.report_index`` lists the
-records in reports/index.md. The output folder is $DCC_REPORTS_DIR, else reports/ in the repository.
+records in reports/index.md. The output folder is $DCC_REPORTS_DIR, else reports/local/ (git-ignored): the shipped reports/
+are replaced only by an explicit `python -m dcclib.lab.reports --publish`.
 
 Every record carries a status (``table_status`` / ``figure_status``), one of:
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 REPORTS_ENV = "DCC_REPORTS_DIR"
+LOCAL_REPORTS = "local"  # reports/local/: ad-hoc and re-rendered reports (git-ignored)
 
 # The paper's band: |ours - paper| <= BAND_STDS x the paper's std, or BAND_NO_STD points where
 # the paper gives no std. The one definition (reports/index.md quotes BAND_TEXT).
@@ -53,12 +55,19 @@ FULL_PROFILE = "paper"  # every other profile runs reduced settings
 RUNNER = "python -m dcclib.lab.reports"
 
 
+def shipped_reports_dir() -> Path:
+    """reports/ in the checkout (or the working folder): the reports the project ships."""
+    return (repo_root() or Path.cwd()) / "reports"
+
+
 def default_reports_dir() -> Path:
-    """$DCC_REPORTS_DIR if set, else reports/ in the checkout (or the working folder)."""
+    """Where a run writes unless told: $DCC_REPORTS_DIR if set, else reports/local/ (git-ignored,
+    beside the shipped reports, never over them; `python -m dcclib.lab.reports --publish` is
+    the one way to replace a shipped report)."""
     env = os.environ.get(REPORTS_ENV)
     if env:
         return Path(env).expanduser()
-    return (repo_root() or Path.cwd()) / "reports"
+    return shipped_reports_dir() / LOCAL_REPORTS
 
 
 # -------------------------------------------------------------------------------- statuses
