@@ -1,8 +1,8 @@
 """Where tables and figures go: CSV + Markdown, PNG + SVG, each with a JSON record under meta/.
 
 ``Lab.save_table`` / ``Lab.save_figure`` call these; ``dcclib.lab.report_index`` lists the
-records in reports/index.md. The output folder is $DCC_REPORTS_DIR, else reports/local/ (git-ignored): the shipped reports/
-are replaced only by an explicit `python -m dcclib.lab.reports --publish`.
+records in reports/index.md. The output folder is $DCC_REPORTS_DIR, else reports/local/
+(git-ignored): the shipped reports/ are replaced only by `python -m dcclib.lab.reports --publish`.
 
 Every record carries a status (``table_status`` / ``figure_status``), one of:
 
