@@ -136,7 +136,8 @@ def study_status(frame: pd.DataFrame, reduced: bool) -> str:
         f"{r.pair} {r.gap:+.1f} +- {2 * r.se:.1f} on {dataset_label(r.dataset)} at K_o {r.K_o}"
         for r in last.itertuples()
     ]
-    paper = f"the paper: DCC - DC +4.7 on CIFAR-10 at K_o {PAPER_OUTER}"
+    dcc, dc = paper_point("cifar10", "dcc"), paper_point("cifar10", "dc")
+    paper = f"the paper: DCC - DC {dcc[0] - dc[0]:+.1f} on CIFAR-10 at K_o {PAPER_OUTER}"
     detail = f"({'; '.join(parts)}; {paper})"
     if frame["data"].str.contains("stand-in").any():
         return f"not a reproduction: stand-in data {detail}"
