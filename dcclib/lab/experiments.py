@@ -143,9 +143,15 @@ class Lab:
 
     def environment(self) -> str:
         """Machine-specific facts (paths, threads, versions): for an output nbval ignores."""
+        import dcclib
+        from dcclib.fingerprint import SOURCE_HASH, source_hash
         from dcclib.io import library_versions
 
+        now = source_hash()
+        source = "as released" if now == SOURCE_HASH else "EDITED since the version was set"
         return (
+            f"dcclib imported from: {_shown(Path(dcclib.__file__).parent)} (algorithm {ALGORITHM_VERSION}, "
+            f"numeric source {now[:12]}: {source})\n"
             f"results store: {_shown(self.store.root)}\noutputs: {_shown(self.output_dir)}\n"
             f"data root: {_shown(self.data_root or default_data_root())}\n"
             f"torch threads: {torch.get_num_threads()}\n"
@@ -428,7 +434,7 @@ def _as_list(name: str, value: Any) -> list | None:
 def _shown(path: str | Path | None) -> str:
     """A path as outputs show it (``portable_path``: no absolute path of the machine that ran the
     notebook lands in a committed report)."""
-    return "None" if path is None else portable_path(Path(path).resolve())
+    return "None" if path is None else portable_path(Path(path).absolute())  # a link shows as named
 
 
 def _stale(record: dict) -> str:

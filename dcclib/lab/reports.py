@@ -285,10 +285,10 @@ def data_root_of(data_root: str | Path | None) -> Path:
         path = Path(data_root).expanduser()
         if not path.is_dir():
             raise UserError(f"--data-root {data_root}: no such folder")
-        return path.resolve()
+        return path.absolute()  # a link (data -> elsewhere) keeps its name in every record
     from dcclib.data import default_data_root
 
-    return default_data_root().resolve()
+    return default_data_root().absolute()
 
 
 def _clean(out: Path, notebook: str) -> None:
