@@ -525,3 +525,14 @@ def test_outputs_of_condensing_say_the_profiles_reductions(tmp_path):
     lab.set_config(lab.use("mnist"), "dc", 1, 0)
     line = writers.labels_line(lab._meta(["MNIST"]))
     assert "settings: profile cpu: K_o 20 of 1000, K_i <= 5, T <= 5, 32 real/class" in line
+
+
+def test_the_environment_line_names_the_dcclib_a_notebook_imported(monkeypatch):
+    from dcclib import fingerprint
+    from dcclib.lab.experiments import Lab
+
+    text = Lab("99_test", "smoke").environment()
+    assert text.startswith(f"dcclib imported from: dcclib (algorithm {fingerprint.ALGORITHM_VERSION}, ")
+    assert f"numeric source {fingerprint.source_hash()[:12]}: as released" in text
+    monkeypatch.setattr(fingerprint, "SOURCE_HASH", "0" * 64)  # a checkout whose numerics were edited
+    assert "EDITED since the version was set" in Lab("99_test", "smoke").environment()
