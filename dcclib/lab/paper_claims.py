@@ -7,6 +7,8 @@ gain; how the bi-level warm-up compares with none (Table 4) and with Simple (Tab
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from dcclib.lab.paper_results import WARMUP_LABELS, dataset_label, paper_table
@@ -101,3 +103,74 @@ def warmup_lines() -> list[str]:
             f"(best: {WARMUP_LABELS[row.index[0]]})."
         )
     return lines
+
+
+def contradictions(df: pd.DataFrame) -> list[str]:
+    """Where our table contradicts the paper's claim that a contrastive method beats its class-wise
+    twin: per dataset and img/cls of a tidy comparison frame (columns method, ours, ours std, n),
+    a twin more than two standard errors below its base. One phrase per such cell."""
+    need = {"method", "ours", "ours std", "n", "dataset", "ipc"}
+    if not need <= set(df.columns):
+        return []
+    out = []
+    labels = {m.upper(): m for pair in TWINS for m in pair}
+    frame = df.assign(key=df["method"].astype(str).str.upper().map(labels)).dropna(subset=["key", "ours"])
+    for (dataset, ipc), part in frame.groupby(["dataset", "ipc"], sort=False):
+        by = part.drop_duplicates("key").set_index("key")
+        for twin, base in TWINS:
+            if twin not in by.index or base not in by.index:
+                continue
+            t, b = by.loc[twin], by.loc[base]
+            se = math.sqrt(
+                float(t["ours std"]) ** 2 / float(t["n"]) + float(b["ours std"]) ** 2 / float(b["n"])
+            )
+            gap = float(t["ours"]) - float(b["ours"])
+            if gap < -2 * se:
+                out.append(
+                    f"{twin.upper()} - {base.upper()} {gap:+.1f} +- {2 * se:.1f} on {dataset} {ipc} img/cls"
+                )
+    return out
+
+
+# ------------------------------------------------------------------ the figures' qualitative claims
+def _figure3(df: pd.DataFrame) -> tuple[bool, str]:
+    """Figure 3: class-collective matching changes the images more where 3 and 8 differ (the left
+    half; the right half once the 3s are flipped) than class-wise matching does."""
+    parts, holds = [], True
+    for setting, part in df.groupby("setting", sort=False):
+        left = part.groupby("method")["left-half share of the change"].mean()
+        side, share = ("right", 1 - left) if "flip" in str(setting) else ("left", left)
+        if not {"DC", "DCC"} <= set(share.index):
+            continue
+        holds &= bool(share["DCC"] > share["DC"])
+        parts.append(  # the side where the two classes differ
+            f"{setting}: share of the change on the {side} half, "
+            f"DCC {share['DCC']:.3f} vs DC {share['DC']:.3f}"
+        )
+    return holds, "; ".join(parts)
+
+
+def _figure4(df: pd.DataFrame) -> tuple[bool, str]:
+    """Figure 4: DCC's kernel-velocity peaks at re-initialisation are higher than DC's."""
+    by = df.set_index("method")["mean_peak"]
+    ratio = float(by["DCC"] / by["DC"])
+    return ratio > 1, f"DCC's mean peak / DC's {ratio:.2f} (the paper: DCC's peaks much higher)"
+
+
+# table stem -> (its figure's stem, the check); a check sees the table's tidy CSV
+FIGURE_CLAIMS = {
+    "02_figure3_half_shares": ("02_figure3", _figure3),
+    "08_figure4_velocity": ("08_figure4", _figure4),
+}
+
+
+def figure_claim(stem: str, df: pd.DataFrame) -> tuple[bool, str] | None:
+    """(whether ours support the paper's claim, the numbers) for a table that carries one, or None
+    (no claim, or the columns it needs are missing)."""
+    entry = FIGURE_CLAIMS.get(stem)
+    if entry is None:
+        return None
+    try:
+        return entry[1](df)
+    except (KeyError, ValueError, ZeroDivisionError):
+        return None

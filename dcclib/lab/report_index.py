@@ -15,15 +15,19 @@ import os
 from pathlib import Path
 
 from dcclib import io
+from dcclib.lab.paper_claims import FIGURE_CLAIMS
 from dcclib.lab.portable import portable_text
 from dcclib.lab.profiles import PROFILES
-from dcclib.lab.writers import BAND_TEXT, figure_status, labels_line, table_status
+from dcclib.lab.writers import BAND_TEXT, computed_status, figure_status, labels_line
 
 COSTS_FILE = "costs.json"  # reports/meta/costs.json: notebook -> profile -> last cost
 RECORD_SUFFIXES = (".run.json", ".table.json", ".figure.json")
+FIGURE_OF = {table: figure for table, (figure, _) in FIGURE_CLAIMS.items()}  # table -> figure stem
 
 
 # ------------------------------------------------------------------------------------- costs
+
+
 def update_costs(costs: dict, notebook: str, profile: str, seconds: float, device: str, date: str) -> dict:
     """`costs` (notebook -> profile -> {seconds, device, date}) with this run's cost in: each
     profile keeps its best (fastest) run, so a re-render on a slower machine does not replace it."""
@@ -83,9 +87,15 @@ def _records(out: Path) -> list[dict]:
 
 
 def record_status(rec: dict, out: Path) -> dict:
-    """A table's or figure's status: from its record, else (an older record) from its CSV or data."""
-    if isinstance(rec.get("status"), dict) and "text" in rec["status"]:
-        return rec["status"]
+    """A table's or figure's status: a status the notebook stated, as stated; a table's computed
+    status again from its CSV (so a newer rule, e.g. the paper's claims, applies to every table);
+    else its record's, or its data's."""
+    given = rec.get("status")
+    computed = isinstance(given, dict) and (  # made from the data at render time, not stated
+        given.get("computed") or "cells" in given or str(given.get("text", "")).startswith("shown (profile")
+    )
+    if isinstance(given, dict) and "text" in given and not (computed and rec["kind"] == "table"):
+        return given
     if rec["kind"] == "table":
         csv = next((out / f for f in rec.get("files", []) if f.endswith(".csv")), None)
         if csv is not None and csv.is_file():
@@ -95,7 +105,7 @@ def record_status(rec: dict, out: Path) -> dict:
                 df = pd.read_csv(csv)
             except (ValueError, OSError):
                 df = pd.DataFrame()
-            return table_status(df, rec.get("profile"), rec.get("notebook"), rec.get("data"))
+            return computed_status(_stem(rec), df, rec.get("profile"), rec.get("notebook"), rec.get("data"))
     return figure_status(rec)
 
 
@@ -117,19 +127,25 @@ def write_index(out: Path) -> Path:
     compared = {
         (r.get("notebook"), _stem(r)): statuses[id(r)]
         for r in recs
-        if r["kind"] == "table" and statuses[id(r)].get("state") in ("reproduced", "differs")
+        if r["kind"] == "table"
+        and statuses[id(r)].get("state") in ("reproduced", "differs", "contradicts", "consistent", "not run")
     }
-    for r in recs:  # a figure of a compared table (same name) has that table's status
-        if r["kind"] == "figure" and (r.get("notebook"), _stem(r)) in compared:
-            table = compared[(r.get("notebook"), _stem(r))]
+    for r in recs:  # a figure of a compared table (same name, or its FIGURE_CLAIMS figure) has its status
+        key = (r.get("notebook"), _stem(r))
+        key = next(((nb, t) for (nb, t) in compared if nb == key[0] and FIGURE_OF.get(t) == key[1]), key)
+        if r["kind"] == "figure" and key in compared:
+            table = compared[key]
             statuses[id(r)] = {**table, "text": f"as its table: {table['text']}"}
     lines = [
         "# Reports",
         "",
         "Written by `python -m dcclib.lab.reports` (`make reports`). Each entry names the profile it ran",
         "at, the device and the data it used, and its status: **reproduced** (every compared cell within",
-        "the paper's band), **differs** (by how much), **not run** (with the command that runs it), **not",
-        "a reproduction** (stand-in data), or **shown** (no paper number to compare with). The band:",
+        "the paper's band), **differs** (by how much), **contradicts the paper's claim** (a contrastive",
+        "method more than two standard errors below its class-wise twin, or a figure's qualitative claim",
+        "not borne out; by how much), **consistent** with a figure's claim, **not run** (with the command",
+        "that runs it), **not a reproduction** (stand-in data), or **shown** (no paper number to compare",
+        "with). The band:",
         f"{BAND_TEXT}. Every profile but `paper` runs reduced settings, and its statuses say so. At",
         "profile `smoke` the data are stand-ins (the embedded MNIST digits) and the loops are tiny: those",
         "numbers show that the pipeline runs; they are not reproductions of the paper.",

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from dcclib import io
+from dcclib.lab.paper_claims import contradictions, figure_claim
 from dcclib.lab.portable import portable, portable_text
 from dcclib.lab.store import repo_root
 
@@ -155,7 +156,7 @@ def table_status(
             )
         if missing:
             text += f"; {len(missing)} cell{'s' * (len(missing) != 1)} not run: `{cmd}`"
-        return {"state": state, "text": text, **counts}
+        return _with_claims({"state": state, "text": text, **counts}, df, profile, stand_in)
     if stand_in:
         return {"state": "not a reproduction", "text": _stand_in_text(profile), **counts}
     if not ran:
@@ -165,7 +166,45 @@ def table_status(
     text = f"shown (profile {profile}; no paper number to compare at these settings)"
     if missing:
         text += f"; {len(missing)} cell{'s' * (len(missing) != 1)} not run: `{cmd}`"
-    return {"state": "shown", "text": text, **counts}
+    return _with_claims({"state": "shown", "text": text, **counts}, df, profile, stand_in)
+
+
+def _with_claims(status: dict, df: pd.DataFrame, profile: str | None, stand_in: list) -> dict:
+    """`status`, turned into "contradicts the paper's claim" where a contrastive method (DCC,
+    DSAC) is more than two standard errors below its class-wise twin (DC, DSA) in our cells (the
+    paper claims the opposite; ``paper_claims.contradictions``). Stand-in cells prove nothing."""
+    if stand_in:
+        return status
+    found = contradictions(df)
+    if not found:
+        return status
+    where = _at(profile) or " at the paper's settings"
+    text = f"contradicts the paper's claim{where}: {'; '.join(found)}; besides, {status['text']}"
+    return {**status, "state": "contradicts", "text": text, "contradictions": found}
+
+
+def computed_status(
+    stem: str,
+    df: pd.DataFrame,
+    profile: str | None,
+    notebook: str | None = None,
+    data: list[str] | None = None,
+) -> dict:
+    """The status of table `stem` computed from its data (``table_status``), checked against the
+    qualitative claim of the paper's figure it draws where it has one (``claim_status``)."""
+    return {**claim_status(stem, df, table_status(df, profile, notebook, data), profile), "computed": True}
+
+
+def claim_status(stem: str, df: pd.DataFrame, status: dict, profile: str | None) -> dict:
+    """`status` of table `stem`, checked against the qualitative claim of the paper's figure it
+    draws, where it has one (``paper_claims.FIGURE_CLAIMS``); stand-in data prove nothing."""
+    claim = figure_claim(stem, df)
+    if claim is None or status.get("state") in ("not a reproduction", "not run"):
+        return status
+    holds, numbers = claim
+    where = _at(profile)
+    head = "consistent with the paper's claim" if holds else "contradicts the paper's claim"
+    return {**status, "state": "consistent" if holds else "contradicts", "text": f"{head}{where}: {numbers}"}
 
 
 def _stand_in_text(profile: str | None) -> str:
@@ -227,7 +266,7 @@ def write_table(df: pd.DataFrame, view: pd.DataFrame, stem: str, title: str, met
     status = (
         figure_status(meta)
         if given
-        else table_status(df, meta.get("profile"), meta.get("notebook"), meta.get("data"))
+        else computed_status(stem, df, meta.get("profile"), meta.get("notebook"), meta.get("data"))
     )
     io.write_text(csv, df.to_csv(index=False))
     body = (view if isinstance(view.index, pd.RangeIndex) else view.reset_index()).to_markdown(index=False)
