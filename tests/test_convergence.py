@@ -112,3 +112,13 @@ def test_profiles_studies_and_given_runs():
         studies_for("cpu", runs=["mnist"])
     with pytest.raises(UserError, match="positive"):
         studies_for("cpu", points=[0, 5])
+
+
+def test_without_computing_only_the_stored_points_are_shown(ran):
+    lab, frame = ran
+    longer = Study(runs=STUDY.runs, points=(1, 2, 4, 6))  # another run: nothing stored for it
+    lab.log.clear()
+    assert run_study(lab, longer, compute=False).empty
+    assert any("not in the store: tiny DC at K_o 6" in line for line in lab.log)
+    assert not any(line.startswith("computed") for line in lab.log)
+    assert trajectories(lab, longer).empty

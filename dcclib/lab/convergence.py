@@ -82,10 +82,12 @@ def _condense_snapshots(lab: Lab, paper: str, method: str, study: Study, configs
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _evaluation(lab: Lab, paper: str, method: str, study: Study, set_cfg: dict, run: int) -> dict:
+def _evaluation(
+    lab: Lab, paper: str, method: str, study: Study, set_cfg: dict, run: int, compute: bool
+) -> dict | None:
     config = lab.eval_config(set_cfg, study.model, run)
     record = lab.store.get(config)
-    if record is not None:
+    if record is not None or not compute:
         return record
     data = lab.data(lab.use(paper).name)
     stored = lab.store.load_set(set_cfg, lab.store.exact(set_cfg))
@@ -98,8 +100,9 @@ def _evaluation(lab: Lab, paper: str, method: str, study: Study, set_cfg: dict, 
     )
 
 
-def run_study(lab: Lab, study: Study, run: int = 0) -> pd.DataFrame:
-    """Every point of the study, from the store or computed now: one row per (dataset, method, K_o).
+def run_study(lab: Lab, study: Study, run: int = 0, compute: bool = True) -> pd.DataFrame:
+    """Every point of the study, from the store or computed now (`compute` False: only what the
+    store holds, each missing point noted in the Lab's log): one row per (dataset, method, K_o).
 
     Columns: accuracy mean and std over the profile's evaluation networks, the networks' count,
     the mean image-gradient norm over the image updates of the last quarter of networks before
@@ -111,10 +114,15 @@ def run_study(lab: Lab, study: Study, run: int = 0) -> pd.DataFrame:
         configs = set_configs(lab, paper, method, study, run)
         if not lab.use(paper).available:
             continue
-        _condense_snapshots(lab, paper, method, study, configs)
+        if compute:
+            _condense_snapshots(lab, paper, method, study, configs)
         for k, set_cfg in configs.items():
-            record = _evaluation(lab, paper, method, study, set_cfg, run)
-            trajectory = lab.store.exact(set_cfg)["result"]["trajectory"]
+            stored = lab.store.exact(set_cfg)
+            record = _evaluation(lab, paper, method, study, set_cfg, run, compute) if stored else None
+            if record is None:
+                lab.log.append(f"not in the store: {paper} {method.upper()} at K_o {k} (not shown)")
+                continue
+            trajectory = stored["result"]["trajectory"]
             recent = trajectory[k - max(1, k // 4) : k]
             rows.append(
                 {
@@ -140,9 +148,11 @@ def trajectories(lab: Lab, study: Study, run: int = 0) -> pd.DataFrame:
     """Per network of each whole run: loss, image-gradient norm, distance from the start."""
     frames = []
     for paper, method in study.runs:
-        record = lab.store.exact(set_configs(lab, paper, method, study, run)[study.longest])
-        if record is None:
+        configs = set_configs(lab, paper, method, study, run)
+        stored = [r for r in (lab.store.exact(configs[k]) for k in sorted(configs, reverse=True)) if r]
+        if not stored:
             continue
+        record = stored[0]  # the longest stored part of the run
         frame = pd.DataFrame(record["result"]["trajectory"])
         frames.append(frame.assign(dataset=paper, method=method, network=frame["outer"] + 1))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -188,9 +198,11 @@ def studies_for(
     return (Study(runs=pairs, points=chosen),)
 
 
-def run_studies(lab: Lab, studies: tuple[Study, ...], run: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_studies(
+    lab: Lab, studies: tuple[Study, ...], run: int = 0, compute: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every point of every study (`run_study`) and every whole run's trajectory (`trajectories`)."""
-    points = [run_study(lab, s, run) for s in studies]
+    points = [run_study(lab, s, run, compute) for s in studies]
     paths = [trajectories(lab, s, run) for s in studies]
     points = [f for f in points if not f.empty]
     paths = [f for f in paths if not f.empty]
