@@ -7,15 +7,25 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Two environments in one .venv: the runtime (make reports: pip install -e .) and, on top of it,
+# the test and cluster tools (make test, make lint: the dev extra: pytest, nbval, ruff, hypothesis,
+# submitit, ray). make reports never installs the dev extra.
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
-.PHONY: test reports lint install clean-venv gpu-check
+.PHONY: test reports lint install install-runtime clean-venv gpu-check
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+install-runtime: $(RUNTIME)
 
 install: $(STAMP)
 
@@ -31,7 +41,7 @@ test: $(STAMP)
 #   REPORTS_ARGS    any other option of python -m dcclib.lab.reports, e.g. REPORTS_ARGS="--only 04"
 #   PUBLISH=1       write into the shipped reports/ (default: reports/local/, git-ignored; a shipped
 #                   report of a higher profile is never replaced)
-reports: $(STAMP)
+reports: $(RUNTIME)
 	$(PY) -m dcclib.lab.reports $(if $(PUBLISH),--publish) $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(REPORTS_ARGS)
 
 lint: $(STAMP)
