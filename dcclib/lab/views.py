@@ -103,8 +103,9 @@ def rounded(df: pd.DataFrame, decimals: int = 1) -> pd.DataFrame:
 
 
 def wide_view(df: pd.DataFrame, index: list[str], columns: str) -> pd.DataFrame:
-    """A paper-shaped view: each cell 'ours ± std (runs×networks) · paper P ± s (Δ d)'; Δ only
-    where comparable; '[stale]' where the result comes from an older algorithm version
+    """A paper-shaped view: each cell 'ours ± std (runs×networks) · paper P ± s (Δ d)'; the paper's
+    number only beside ours on the paper's data (never beside a stand-in), Δ only where comparable;
+    '[stale]' where the result comes from an older algorithm version
     (--allow-stale). The rows' notes travel with the view (a 'notes' column), so the Markdown
     table says what the numbers are (stand-in data, reduced settings, another source)."""
 
@@ -114,7 +115,8 @@ def wide_view(df: pd.DataFrame, index: list[str], columns: str) -> pd.DataFrame:
         else:
             nets = r["n"] // r["runs"] if r.get("runs") else r["n"]
             text = f"{_fmt(r['ours'])} ± {_fmt(r['ours std'])} ({r['runs']}×{nets})"
-        if not math.isnan(r["paper"]):
+        stand_in = "stand-in" in str(r.get("data used", "")) or "stand-in" in str(r.get("note", ""))
+        if not math.isnan(r["paper"]) and not stand_in:  # a stand-in's number never sits beside the paper's
             digits = 2 if round(r["paper"], 1) != r["paper"] else 1
             text += f" · paper {_fmt(r['paper'], digits)}"
             if not math.isnan(r.get("paper std", math.nan)):

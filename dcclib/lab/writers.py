@@ -148,6 +148,8 @@ def table_status(
                 f"reproduced{_at(profile)}: all {n} compared cell{'s' * (n != 1)} within the paper's band "
                 f"(mean |Δ| {mean:.1f} points)"
             )
+            if any("jpeg" in str(r.get("data used", "")).lower() for r in compared):
+                text += "; CIFAR-10 from a lossy JPEG copy (cifar10-jpeg), not the original files"
         else:
             state = "differs"
             text = (
