@@ -220,6 +220,8 @@ def _comparison_bars(ax: Axes, ran: pd.DataFrame, x: str, hue: str) -> str:
             continue
         values = ran["paper"].to_numpy(float)[mine]
         errors = ran.get("paper std", nan).to_numpy(float)[mine]
+        if not np.isfinite(errors).any():  # no std given: the legend promises none
+            label = label.replace(" (mean ± std)", " (mean; no std given)")
         drawn = ax.errorbar(
             pos[mine],
             values,
@@ -235,7 +237,8 @@ def _comparison_bars(ax: Axes, ran: pd.DataFrame, x: str, hue: str) -> str:
             label=label,
         )
         handles.append(drawn)
-    ax.set_xticks(range(len(cats)), cats)
+    crowded = len(cats) > 3  # long method names would run together
+    ax.set_xticks(range(len(cats)), cats, rotation=30 if crowded else 0, ha="right" if crowded else "center")
     ax.set_xlim(-0.5, len(cats) - 0.5)
     ax.set_ylim(bottom=0)
     title = f"{hue}" + "".join(f", {c}" for c in extra)
