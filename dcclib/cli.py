@@ -16,7 +16,14 @@ command leaves the disk as it was. Exit codes, each failure one line on stderr:
          on stdout, or kept as the message says)
     3    the condensation diverged (NaN or infinity): the message names the outer iteration and
          the settings to lower; the last finite checkpoint is kept, no synthetic set is written
+         (resume it with lower learning rates); or an evaluation's training loss became NaN or
+         infinite (no result is written)
     130  interrupted (the last checkpoint is kept; continue with --resume)
+    143  terminated by SIGTERM (the same: the lock is released, the last checkpoint kept)
+
+An output never replaces an input, a checkpoint or any file that is not an earlier result of
+the same kind (`evaluate --out`: a JSON result of `dcc evaluate`). A set whose pixels lie far
+outside the data's range is said on stderr (a warning) when it is written or evaluated.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +45,13 @@ from dcclib.evaluate import EvalConfig
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what a shell reports for a process that SIGTERM ended
+EVALUATION_KIND = "dcc-evaluation"  # the marker of `dcc evaluate --out`'s JSON
+FAR_OUTSIDE = 10  # a set beyond the data's range by more than this many times its width is said
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like KeyboardInterrupt (locks released, temporaries removed)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -273,11 +288,15 @@ def _condense(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out or f"runs/{data.name}-{cfg.method}-ipc{cfg.ipc}-s{cfg.seed}")
     result = condense(cfg, data, run_dir=out, resume=args.resume, progress=not args.quiet)
     summary = {"run_dir": str(out), "synthetic": str(out / runs.SYNTHETIC)}
+    _warn_if_far_outside(result.images, data, f"--lr-images {cfg.lr_images} may be too high")
     if ecfg is not None:
         with runs.owned(out):
-            evals = evaluate_set(
-                result.images, result.labels, data, cfg.method, ecfg, progress=not args.quiet
-            )
+            try:
+                evals = evaluate_set(
+                    result.images, result.labels, data, cfg.method, ecfg, progress=not args.quiet
+                )
+            except DivergedError as exc:
+                raise DivergedError(f"{exc}; {out / runs.SYNTHETIC} is kept without accuracies") from None
             summary["evaluation"] = [r.as_dict() for r in evals]
             # the saved set carries its accuracies: rewrite it whole with them in the metadata
             meta = {**runs.synthetic_metadata(result.config, data), "accuracies": summary["evaluation"]}
@@ -287,6 +306,22 @@ def _condense(args: argparse.Namespace) -> dict[str, Any]:
             except UserError as exc:
                 raise UnsavedResultError(str(exc), summary) from None
     return summary
+
+
+def _warn_if_far_outside(images: Any, data: Any, advice: str) -> None:
+    """A warning on stderr when the pixels of `images` lie far outside those of `data`'s
+    training images (FAR_OUTSIDE times their range beyond it): accuracies then mean little."""
+    import torch
+
+    lo, hi = (float(v) for v in torch.aminmax(data.train_images.detach().float()))
+    low, high = (float(v) for v in torch.aminmax(images.detach().float()))
+    width = max(hi - lo, 1e-12)
+    if low < lo - FAR_OUTSIDE * width or high > hi + FAR_OUTSIDE * width:
+        print(
+            f"dcc: warning: the set's pixels range from {low:.4g} to {high:.4g}, far outside "
+            f"{data.name}'s ({lo:.4g} to {hi:.4g}): {advice}",
+            file=sys.stderr,
+        )
 
 
 def _set_dataset(meta: dict) -> str:
@@ -320,15 +355,17 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     )
     cfg.validate()
     _check_models(cfg.models)
+    if args.random and args.set is not None:
+        raise UserError("give either a saved set or --random, not both")
+    if args.random and (args.ipc is None or args.dataset is None):
+        raise UserError("--random needs --dataset and --ipc (e.g. --dataset embedded-mnist --ipc 10)")
+    if not args.random and args.ipc is not None:
+        raise UserError("--ipc is for --random only: a saved set has its own images per class")
     out = Path(args.out) if args.out else None
     if out is not None:
-        runs.check_writable(out, folder=False)
+        runs.check_result_file(out, [args.set], EVALUATION_KIND)
     device = resolve_device(args.device)
     if args.random:
-        if args.set is not None:
-            raise UserError("give either a saved set or --random, not both")
-        if args.ipc is None:
-            raise UserError("--random needs --ipc")
         data = _load(args, args.dataset, device)
         images, labels = random_subset(data, args.ipc, args.seed)
         method, source = "random", f"random ipc {args.ipc}"
@@ -344,8 +381,13 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         if isinstance(made_with.get("dsa_strategy"), str):  # evaluated with its condensation's DSA
             cfg = replace(cfg, dsa_strategy=made_with["dsa_strategy"])
             cfg.validate()
-    results = evaluate_set(images, labels, data, args.method or method, cfg, progress=not args.quiet)
+        _warn_if_far_outside(images, data, "its accuracies may mean little")
+    try:
+        results = evaluate_set(images, labels, data, args.method or method, cfg, progress=not args.quiet)
+    except DivergedError as exc:
+        raise DivergedError(f"{exc}; no result is written" if out is not None else str(exc)) from None
     summary = {
+        "kind": EVALUATION_KIND,
         "set": source,
         "dataset": data.name,
         "method": args.method or method,
@@ -376,8 +418,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
         return int(exc.code or 0)
     handler = {"condense": _condense, "evaluate": _evaluate, "info": _info}[args.command]
+    kept = "the last checkpoint is kept; continue with --resume" if args.command == "condense" else ""
     try:
-        summary = handler(args)
+        with _sigterm_raises():
+            summary = handler(args)
+    except Terminated:
+        print(f"dcc: terminated by SIGTERM ({kept or 'nothing was written'})", file=sys.stderr)
+        return EXIT_TERMINATED
     except DivergedError as exc:
         print(f"dcc: error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -394,6 +441,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Terminated in the block (the main thread only: elsewhere it stays as it was)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:  # a handler installed outside Python reads as None: the default is what it did
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from dcclib import batched, runtime
 from dcclib.augment import DSAParams, dc_augment, default_dsa_strategy, dsa_augment, parse_strategy
 from dcclib.data import ImageDataset
-from dcclib.errors import UserError
+from dcclib.errors import DivergedError, UserError
 from dcclib.measured import measured_default
 from dcclib.methods import get_method
 from dcclib.models import create_model, list_models
@@ -205,11 +205,13 @@ def train_from_scratch(
     epochs: int,
     cfg: EvalConfig,
     augment: Callable[[Tensor], Tensor] | None = None,
+    require_finite: bool = False,
 ) -> nn.Module:
     """The protocol's training loop (E+1 passes, lr x0.1 with a new optimiser after E//2+1).
 
     cfg.precision applies to each forward pass (an autocast region spanning optimiser steps
-    would keep using its cached low-precision copies of the old weights).
+    would keep using its cached low-precision copies of the old weights). With `require_finite`
+    a NaN or infinite training loss is a DivergedError once training ends (one sync, at the end).
     """
     lr = cfg.lr
     opt = protocol_optimizer(net.parameters(), lr, cfg.momentum, cfg.weight_decay)
@@ -217,6 +219,7 @@ def train_from_scratch(
     net.train()
     autocast = cfg.precision == "bf16"  # the forward only: autocast caches its weight casts
     flags = contextlib.nullcontext() if autocast else runtime.precision_context(cfg.precision, images.device)
+    finite = torch.ones((), dtype=torch.bool, device=images.device) if require_finite else None
     with flags:  # fp32 / tf32: the TF32 flags hold for the backward passes too
         for epoch in range(epochs + 1):
             order = torch.randperm(n, device=images.device)
@@ -229,13 +232,26 @@ def train_from_scratch(
                     runtime.precision_context("bf16", images.device) if autocast else contextlib.nullcontext()
                 ):
                     loss = F.cross_entropy(net(x), labels[idx])
+                if finite is not None:
+                    finite &= torch.isfinite(loss.detach())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
             if epoch == lr_drop_epoch(epochs):
                 lr *= LR_DROP_FACTOR
                 opt = protocol_optimizer(net.parameters(), lr, cfg.momentum, cfg.weight_decay)
+    if finite is not None and not bool(finite):
+        raise DivergedError("the training loss became NaN or infinite")
     return net
+
+
+def _diverged(model: str, images: Tensor) -> DivergedError:
+    """The error of an evaluation whose training loss (or weights) became NaN or infinite."""
+    low, high = (float(v) for v in torch.aminmax(images))
+    return DivergedError(
+        f"the evaluation diverged: training {model} on the set, the loss became NaN or infinite "
+        f"(the set's pixels range from {low:.4g} to {high:.4g}); no accuracy is reported"
+    )
 
 
 @dataclass
@@ -304,10 +320,14 @@ def evaluate_set(
         bar = tqdm(total=cfg.num_nets, desc=f"evaluate {model}", disable=not progress)
         for first in range(0, cfg.num_nets, group):
             ids = range(first, min(first + group, cfg.num_nets))
-            if group == 1:
-                accs.append(_train_one(model, ids[0], images, labels, data, epochs, augment, cfg))
-            else:
-                accs.extend(_train_group(model, ids, images, labels, data, epochs, augment, cfg))
+            try:
+                if group == 1:
+                    accs.append(_train_one(model, ids[0], images, labels, data, epochs, augment, cfg))
+                else:
+                    accs.extend(_train_group(model, ids, images, labels, data, epochs, augment, cfg))
+            except DivergedError:
+                bar.close()
+                raise _diverged(model, images) from None
             bar.update(len(ids))
         bar.close()
         results.append(ModelResult(model, epochs, augment, [float(a) for a in torch.stack(accs).tolist()]))
@@ -336,7 +356,7 @@ def _train_one(
         net = net.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     train_from_scratch(
-        net, images, labels, epochs, cfg, _augmenter(augment, data, dsa_strategy_for(cfg, data))
+        net, images, labels, epochs, cfg, _augmenter(augment, data, dsa_strategy_for(cfg, data)), True
     )
     with runtime.precision_context(cfg.precision, data.device):
         return test_accuracy(net, data, cfg.test_batch)
@@ -366,6 +386,8 @@ def _train_group(
     )
     aug = batched.batched_augmenter(augment, strategy, DSAParams(), gen)
     batched.train_stacked(stack, images, labels, shuffles, settings, aug, cfg.batched_impl)
+    if not bool(torch.stack([torch.isfinite(p).all() for p in stack.params.values()]).all()):
+        raise DivergedError("the weights became NaN or infinite")  # what a non-finite loss leaves
     with runtime.precision_context(cfg.precision, data.device):
         accs = batched.stacked_accuracy(
             stack, data.test_images, data.test_labels, cfg.test_batch, cfg.batched_impl

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 ALGORITHM_VERSION = "2026.12-1"
-SOURCE_HASH = "7f1d501e3a81146bc12e585df6e30ba867a3e0ba919b925c8d61dc016e12174d"
+SOURCE_HASH = "f40068b8bc4f9c7d5fdce7a6a109c3159c17b6cb7900313e2cac6ec56e8cf81f"
 
 # Relative to the dcclib package: the modules whose code decides a condensed set or an accuracy.
 NUMERIC_SOURCES = (

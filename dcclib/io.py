@@ -14,12 +14,14 @@ settings (`dcclib.runs` checks the shapes against them).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import platform
 import re
 import reprlib
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -34,6 +36,10 @@ from dcclib.errors import UserError
 
 FORMAT_VERSION = 1
 _META_KEY = "dcc"  # the safetensors header entry that holds our JSON metadata
+# dcclib writes a few KiB of metadata (config, versions, accuracies); a header entry larger than
+# this was not written by it, and is refused rather than shown or parsed
+MAX_METADATA_CHARS = 1 << 20
+MAX_JSON_BYTES = 64 << 20  # a JSON or JSON-lines file read here is refused beyond this size
 _TEMP_INFIX = ".tmp-"
 # atomic_path's temporary files: `.<name>.tmp-<8 characters>`, and `.<name>.<8 characters>.tmp`
 # as written before version 0.2 (tempfile's random names use these 37 characters)
@@ -92,6 +98,52 @@ def clean_stale_temp(folder: str | Path) -> list[Path]:
     return sorted(removed)
 
 
+def _kind_of(mode: int) -> str:
+    """'a folder', 'a FIFO', ... for a file mode that is not a regular file's."""
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    kinds += ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def check_regular(path: str | Path) -> None:
+    """A UserError unless `path` is missing or a regular file (a FIFO would block a reader for
+    ever, a device could be endless): the one line says what it is."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is {_kind_of(mode)}, not a regular file; remove it or give another path")
+
+
+def read_regular_bytes(path: str | Path, limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of the regular file `path`, opened without blocking (a FIFO is refused, never
+    waited on); a UserError when it is not a regular file or is larger than `limit` bytes.
+    FileNotFoundError when it does not exist (callers say what that means)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.EISDIR:
+            raise UserError(f"{path} is a folder, not a regular file; give another path") from None
+        raise UserError(f"cannot read {path} ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(
+                f"{path} is {_kind_of(info.st_mode)}, not a regular file; remove it or give another path"
+            )
+        if info.st_size > limit:
+            raise UserError(f"{path} is {info.st_size} bytes, larger than the {limit} bytes allowed here")
+        try:
+            return f.read(limit + 1)[:limit]
+        except OSError as exc:
+            raise UserError(f"cannot read {path} ({exc.strerror or exc})") from None
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Write `text` to `path` atomically (the old file or the new one, never half of one)."""
     with atomic_path(path) as tmp:
@@ -106,10 +158,12 @@ def write_json(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     """The JSON in `path`; a UserError when it is missing or not valid JSON."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"file not found: {path}")
     try:
-        return json.loads(path.read_text())
+        raw = read_regular_bytes(path)
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    try:
+        return json.loads(raw.decode())
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, a 5,000-digit number
         raise UserError(f"{path} is not valid JSON ({_one_line(exc)})") from None
 
@@ -126,15 +180,18 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """The rows of a JSON-lines file up to a torn last line; [] when the file does not exist."""
-    path = Path(path)
-    if not path.exists():
+    """The rows of a JSON-lines file up to a torn last line (bad JSON or bad UTF-8: a crash can
+    cut a character in two); [] when the file does not exist. Only a regular file is read (a
+    FIFO is a UserError, never waited on)."""
+    try:
+        raw = read_regular_bytes(path)
+    except FileNotFoundError:
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in raw.splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            rows.append(json.loads(line.decode()))
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, a huge number
             break  # a line torn by a crash: everything before it is whole
     return rows
 
@@ -173,9 +230,25 @@ def _one_line(exc: BaseException) -> str:
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Write `tensors` (moved to the CPU) as safetensors with `meta` as JSON in the header, atomically."""
     header = {_META_KEY: json.dumps({**meta, "format_version": FORMAT_VERSION}, default=str)}
+    if len(header[_META_KEY]) > MAX_METADATA_CHARS:
+        raise UserError(
+            f"the metadata of {path} would be {len(header[_META_KEY])} characters, more than the "
+            f"{MAX_METADATA_CHARS} a reader accepts; nothing was written"
+        )
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(cpu, str(tmp), metadata=header)
+        try:
+            save_file(cpu, str(tmp), metadata=header)
+        except SafetensorError as exc:  # a full disk, `ulimit -f`: an OSError like any other write's
+            raise as_os_error(exc) from None
+
+
+def as_os_error(exc: BaseException) -> OSError:
+    """safetensors' write error ('... I/O error: No space left on device (os error 28)') as the
+    OSError it wraps, so that every writer handles a full disk one way."""
+    found = re.search(r"os error (\d+)", str(exc))
+    code = int(found.group(1)) if found else errno.EIO
+    return OSError(code, os.strerror(code) if found else _one_line(exc))
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -185,6 +258,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     header can make this allocate more than the file holds.
     """
     path = Path(path)
+    check_regular(path)
     if not path.is_file():
         raise UserError(f"file not found: {path}")
     try:
@@ -197,6 +271,11 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise UserError(f"{path} is not a readable safetensors file ({_one_line(exc)})") from None
     if _META_KEY not in header:
         raise UserError(f"{path} has no dcc-companion metadata; it was not written by dcclib")
+    if len(header[_META_KEY]) > MAX_METADATA_CHARS:
+        raise UserError(
+            f"{path} has {len(header[_META_KEY])} characters of metadata, more than dcclib writes "
+            f"(at most {MAX_METADATA_CHARS}); it was not written by dcclib"
+        )
     try:
         meta = json.loads(header[_META_KEY])
     except (ValueError, RecursionError):

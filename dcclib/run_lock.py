@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ def holding(folder: Path) -> Iterator[None]:
 def check_free(folder: Path) -> None:
     """Refuse early (before any work) a folder whose lock a live run holds; `holding` checks again."""
     lock = folder / LOCK_NAME
+    _check_kind(lock)
     owner = _read(lock) if lock.exists() else None
     if owner is not None and not _stale(owner):
         raise _in_use(lock, owner)
@@ -80,6 +82,7 @@ def _acquire(lock: Path) -> str:
         }
     )
     with _folder_mutex(lock.parent):
+        _check_kind(lock)
         if _create(lock, mine):
             return mine
         owner = _read(lock)
@@ -100,22 +103,62 @@ def _in_use(lock: Path, owner: dict) -> UserError:
     )
 
 
+def _check_kind(lock: Path) -> None:
+    """A UserError when `lock` exists and is not a regular file (a folder cannot be taken over,
+    a FIFO would block its reader for ever)."""
+    try:
+        mode = os.stat(lock).st_mode
+    except OSError:
+        return  # missing (or unreadable: the creation says so)
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UserError(f"{lock} is {kind}, not a lock file; remove it if no run is using {lock.parent}")
+
+
 def _create(lock: Path, text: str) -> bool:
-    """Create `lock` holding `text`; False when it exists already."""
+    """Create `lock` holding `text`; False when it exists already. A lock that cannot be written
+    whole (a full disk) is removed again and is a UserError."""
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
+    except OSError as exc:
+        raise UserError(f"cannot create {lock} ({exc.strerror or exc}); nothing was written") from None
+    data = (text + "\n").encode()
+    try:
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        lock.unlink(missing_ok=True)
+        raise UserError(f"cannot write {lock} ({exc.strerror or exc}); nothing was written") from None
     return True
+
+
+def _read_text(lock: Path) -> str | None:
+    """The text of the regular file `lock` (opened without blocking), or None."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 1 << 16).decode()
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read(lock: Path) -> dict | None:
     """The lock's owner, or None when the file is unreadable (a crash while writing it)."""
     try:
-        owner = json.loads(lock.read_text())
-    except (OSError, ValueError):
+        owner = json.loads(_read_text(lock) or "")
+    except (ValueError, RecursionError):
         return None
     return owner if isinstance(owner, dict) else None
 
@@ -140,7 +183,7 @@ def _release(lock: Path, mine: str) -> None:
     """Remove `lock` if it is still this process's (it may have been removed by hand)."""
     with _folder_mutex(lock.parent):
         try:
-            if lock.read_text().strip() == mine:
+            if (_read_text(lock) or "").strip() == mine:
                 lock.unlink()
         except OSError:
             pass

@@ -6,6 +6,8 @@
   a folder under a file or without write permission, a non-empty folder that is not a run of
   this tool, a run with a result but no --resume, a resume without a checkpoint) and leaves
   the disk as it was;
+- `check_result_file`, before any work, refuses a result file (`dcc evaluate --out`) that is
+  an input, or an existing file that is not an earlier result of the same kind;
 - `owned` creates the folder and holds its lock (`dcclib.run_lock`: one process per folder);
 - `prepare_run_dir` writes config.json (marked "kind": "dcc-run"), or loads the checkpoint
   (`io.load_checkpoint` validates it like a saved set; the shapes and `next_outer` are checked
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import Tensor
 
 from dcclib import io, run_lock
@@ -61,6 +65,28 @@ def check_writable(path: Path, folder: bool) -> None:
         raise UserError(f"cannot write to {base} ({exc.strerror or exc}); choose another output") from None
 
 
+def check_result_file(out: Path, inputs: list[str | None], kind: str) -> None:
+    """A result file `out` (JSON marked `"kind": kind`) may be created, or replace an earlier
+    result of that kind: never one of `inputs`, a checkpoint, a set or any other file (a
+    UserError, before any work)."""
+    check_writable(out, folder=False)
+    for given in inputs:
+        if given is not None and out.exists() and Path(given).exists() and os.path.samefile(out, given):
+            raise UserError(f"--out {out} is an input of this command; give another file for the results")
+    if not out.exists() and not out.is_symlink():
+        return
+    try:
+        earlier = json.loads(io.read_regular_bytes(out, 16 << 20).decode())
+    except (OSError, ValueError, RecursionError, UserError):
+        earlier = None
+    legacy = isinstance(earlier, dict) and {"set", "eval_config", "results"} <= set(earlier)  # no marker
+    if not (isinstance(earlier, dict) and (earlier.get("kind") == kind or legacy)):
+        raise UserError(
+            f"--out {out} exists and is not a result of dcc evaluate; an output replaces only an "
+            "earlier result: give a new file"
+        )
+
+
 def check_run_dir(run_path: Path, resume: bool) -> None:
     """Refuse, before any work and leaving the disk as it was, a run folder that cannot or must
     not be used (see the module docstring)."""
@@ -71,10 +97,11 @@ def check_run_dir(run_path: Path, resume: bool) -> None:
 
 def is_run_folder(run_path: Path) -> bool:
     """`run_path` holds the config.json of a run of this tool (the marker, or the CondenseConfig
-    fields of a run written before the marker existed)."""
+    fields of a run written before the marker existed). A config.json that is not a regular
+    file (a FIFO would block the read for ever) is a UserError naming it."""
     try:
-        written = json.loads((run_path / CONFIG).read_text())
-    except (OSError, ValueError):
+        written = json.loads(io.read_regular_bytes(run_path / CONFIG).decode())
+    except (OSError, ValueError, RecursionError):
         return False
     if not isinstance(written, dict):
         return False
@@ -90,6 +117,8 @@ def _own_leftover(name: str) -> bool:
 
 def _check_contents(run_path: Path, resume: bool) -> None:
     names = {p.name for p in run_path.iterdir()} if run_path.is_dir() else set()
+    for name in sorted(names & set(RUN_FILES)):  # a FIFO would block its reader for ever
+        io.check_regular(run_path / name)
     if names and not is_run_folder(run_path) and not all(map(_own_leftover, names)):
         raise UserError(f"{run_path} is a non-empty folder that is not a dcc run; give a new or empty --out")
     if not resume and (CHECKPOINT in names or SYNTHETIC in names):
@@ -154,9 +183,9 @@ def prepare_run_dir(
         _remove_leftovers(run_path)
         return 0, []
     ckpt = run_path / CHECKPOINT
+    io.check_regular(run_path / METRICS)  # before the checkpoint is trusted: nothing waits on a FIFO
     tensors, meta = io.load_checkpoint(ckpt)
-    if meta.get("fingerprint") != config_fingerprint(cfg, data):
-        raise UserError(f"{ckpt} was written with other settings; resume with the same ones or a new --out")
+    changed = resume_changes(ckpt, meta["fingerprint"], config_fingerprint(cfg, data))
     start = check_checkpoint(ckpt, tensors, meta, syn_images, cfg.outer_iterations)
     with torch.no_grad():
         syn_images.copy_(tensors["images"].to(syn_images.device))
@@ -164,12 +193,55 @@ def prepare_run_dir(
         image_optimizer.state[syn_images]["momentum_buffer"] = (
             tensors["momentum"].to(syn_images.device).clone()
         )
-    rows = io.read_jsonl(run_path / METRICS)
-    metrics = [r for r in rows if isinstance(r, dict) and type(r.get("outer")) is int and r["outer"] < start]
+    rows = [r for r in io.read_jsonl(run_path / METRICS) if _before(r, start)]  # drop rows past it
+    if changed:
+        rows.append({"event": RESUME_EVENT, "at_outer": start, "changed": changed})
+        shown = ", ".join(f"{name} {new} (was {old})" for name, (old, new) in changed.items())
+        print(f"dcc: note: {run_path}: resuming at outer iteration {start} with {shown}", file=sys.stderr)
     with writing(run_path / METRICS, "the checkpoint is untouched"):
-        io.write_jsonl(run_path / METRICS, metrics)  # drop rows past the checkpoint
+        io.write_jsonl(run_path / METRICS, rows)
     _remove_leftovers(run_path)
-    return start, metrics
+    return start, [r for r in rows if "event" not in r]
+
+
+# settings a resume may lower (after a divergence: `diverged` says so); any other change is refused
+LOWERABLE = ("lr_images", "lr_net")
+RESUME_EVENT = "resumed with lower learning rates"  # the metrics.jsonl row that records it
+
+
+def resume_changes(ckpt: Path, written: dict, now: dict) -> dict[str, list]:
+    """{setting: [old, new]} of the learning rates lowered since the checkpoint `ckpt` was
+    written with the fingerprint `written`; a UserError when any other setting differs or a
+    learning rate is higher (only lowering can help a run that diverged)."""
+    now = json.loads(json.dumps(now, default=str))  # as the checkpoint holds it (JSON)
+    other = sorted(k for k in set(written) | set(now) if k not in LOWERABLE and written.get(k) != now.get(k))
+    if other:
+        raise UserError(
+            f"{ckpt} was written with other settings ({', '.join(other[:4])}); resume with the same ones "
+            "(only --lr-images and --lr-net may be lowered) or a new --out"
+        )
+    changed = {}
+    for name in LOWERABLE:
+        old, new = written.get(name), now.get(name)
+        if old == new:
+            continue
+        if type(old) not in (int, float) or not new < old:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(
+                f"{ckpt} was written with {flag} {old}; resume with it or a lower one (not {new}), "
+                "or start a new --out"
+            )
+        changed[name] = [old, new]
+    return changed
+
+
+def _before(row: object, start: int) -> bool:
+    """A metrics row of an outer iteration before `start`, or a resume event at or before it."""
+    if not isinstance(row, dict):
+        return False
+    if "event" in row:
+        return row["event"] == RESUME_EVENT and type(row.get("at_outer")) is int and row["at_outer"] <= start
+    return type(row.get("outer")) is int and row["outer"] < start
 
 
 def check_checkpoint(
@@ -202,11 +274,13 @@ def _remove_leftovers(run_path: Path) -> None:
 # ------------------------------------------------------------------------------- writing
 @contextmanager
 def writing(path: Path, kept: str) -> Iterator[None]:
-    """Turn an OSError of the block (disk full, permissions) into one line: what failed, what is kept."""
+    """Turn an OSError of the block (disk full, `ulimit -f`, permissions; safetensors' own error
+    type too) into one line: what failed, what is kept."""
     try:
         yield
-    except OSError as exc:
-        raise UserError(f"could not write {path} ({exc.strerror or exc}); {kept}") from None
+    except (OSError, SafetensorError) as exc:
+        error = exc if isinstance(exc, OSError) else io.as_os_error(exc)
+        raise UserError(f"could not write {path} ({error.strerror or error}); {kept}") from None
 
 
 def append_metrics(run_path: Path, row: dict) -> None:
@@ -292,7 +366,7 @@ def diverged(
     else:
         kept = (
             f"{run_path / CHECKPOINT} (after {checkpointed} outer iterations) is kept "
-            "and no synthetic set is written"
+            "and no synthetic set is written: continue from it with --resume and a lower rate"
         )
     return DivergedError(
         f"the run diverged in outer iteration {outer}: the matching loss or the synthetic images "

@@ -109,6 +109,8 @@ def test_random_baseline(capsys):
         [
             "evaluate",
             "--random",
+            "--dataset",
+            "embedded-mnist",
             "--ipc",
             "2",
             "--num-nets",

@@ -28,6 +28,7 @@ from dcclib.errors import DivergedError, UserError
 TINY = ["--ipc", "1", "--outer-iterations", "2", "--inner-iterations", "1", "--net-epochs", "1"]
 TINY += ["--batch-real", "8", "--model", "convnet_w32", "--device", "cpu", "--quiet"]
 EVAL = ["--num-nets", "1", "--epochs", "1", "--device", "cpu", "--quiet"]
+RANDOM = ["evaluate", "--random", "--dataset", "embedded-mnist", "--ipc", "1"]  # the Random baseline
 DEAD_PID = 2**22 + 1  # above the largest pid_max Linux allows: never a live process
 
 
@@ -129,7 +130,7 @@ def test_an_output_that_cannot_be_a_path_is_refused_before_any_work(
     no_work(monkeypatch)
     (tmp_path / "file").write_text("precious")
     (tmp_path / "folder").mkdir()
-    args = ["condense", *TINY] if command == "condense" else ["evaluate", "--random", "--ipc", "1", *EVAL]
+    args = ["condense", *TINY] if command == "condense" else [*RANDOM, *EVAL]
     before = files(tmp_path)
     err = one_line_error([*args, "--out", str(tmp_path / where)], capsys)
     assert "folder" in err and files(tmp_path) == before
@@ -143,7 +144,7 @@ def test_an_unwritable_folder_is_refused_before_any_work(command, tmp_path, monk
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(runs.tempfile, "mkstemp", denied)
-    args = ["condense", *TINY] if command == "condense" else ["evaluate", "--random", "--ipc", "1", *EVAL]
+    args = ["condense", *TINY] if command == "condense" else [*RANDOM, *EVAL]
     err = one_line_error([*args, "--out", str(tmp_path / "out" / "x.json")], capsys)
     assert "Permission denied" in err and files(tmp_path) == {}
 
@@ -181,7 +182,7 @@ def test_evaluate_results_reach_stdout_on_a_write_failure(tmp_path, monkeypatch,
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(io, "write_json", full_disk)
-    assert main(["evaluate", "--random", "--ipc", "1", *EVAL, "--out", str(tmp_path / "r.json")]) == 2
+    assert main([*RANDOM, *EVAL, "--out", str(tmp_path / "r.json")]) == 2
     out, err = capsys.readouterr()
     assert json.loads(out)["results"][0]["accuracies"]  # the work is not lost
     assert err.count("\n") == 1 and "No space left on device" in err and "printed on stdout" in err

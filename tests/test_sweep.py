@@ -68,6 +68,15 @@ def _plan(notebooks: Path, results: Path, **parameters) -> sweep.Sweep:
     return sweep.plan("smoke", parameters=parameters, results=results, notebooks=notebooks)
 
 
+def _timeless(value: object) -> object:
+    """`value` without its timings (keys naming seconds, at any depth: a run's trajectory has them)."""
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
 def contents(root: Path) -> dict:
     """What a store holds, without timings, hosts and versions: {key: (result, tensors' sha256)}."""
     out = {}
@@ -75,7 +84,7 @@ def contents(root: Path) -> dict:
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue  # .jobs, .runs, .submitit
         rec = json.loads(path.read_text())
-        result = {k: v for k, v in rec["result"].items() if "seconds" not in k}
+        result = _timeless(rec["result"])
         tensors = rec["tensors"] and hashlib.sha256((path.parent / rec["tensors"]).read_bytes()).hexdigest()
         out[rec["key"]] = (result, tensors)
     return out

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from dcclib.data.dataset import ImageDataset, _make, _one_line
+from dcclib.data.memory import check_fits, npz_declared_bytes
 from dcclib.errors import UserError
 from dcclib.safe_pickle import load_npz
 
@@ -240,6 +241,7 @@ def _read_cache(folder: Path, key: str) -> dict[str, np.ndarray] | None:
         path = d / _cache_name(folder, d, key)
         if path.is_file():
             try:
+                check_fits(path, npz_declared_bytes(path, _CACHE_KEYS))  # else rebuilt, image by image
                 z = load_npz(path, _CACHE_KEYS)
             except UserError:
                 continue

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from dcclib.data.dataset import STATS, ImageDataset, _fetch, _make, _one_line
+from dcclib.data.memory import check_fits
 from dcclib.errors import UserError
 
 FASHION_CLASSES = [
@@ -31,6 +32,7 @@ FASHION_CLASSES = [
 
 
 _GZIP_MAX_RATIO = 1032  # deflate never expands data by more than this factor
+_MAX_DIMS = 3  # MNIST's idx files: images [N, H, W], labels [N]
 _CHUNK = 1 << 20
 
 
@@ -49,6 +51,10 @@ def read_idx(path: Path) -> np.ndarray:
             head = f.read(4)
             if len(head) < 4 or head[0] or head[1] or head[2] != 0x08 or head[3] == 0:
                 raise UserError(f"{path} is not an idx file of unsigned bytes")
+            if head[3] > _MAX_DIMS:
+                raise UserError(
+                    f"{path} declares {head[3]} dimensions; MNIST idx files have 1 to {_MAX_DIMS}"
+                )
             raw_dims = f.read(4 * head[3])
             if len(raw_dims) < 4 * head[3]:
                 raise UserError(f"{path} is truncated: its header ends early")
@@ -61,6 +67,7 @@ def read_idx(path: Path) -> np.ndarray:
                     f"{path} is truncated or corrupt: shape {dims} needs {declared} bytes, "
                     f"the file {holds} {room}"
                 )
+            check_fits(path, declared)  # what a gzipped file may declare must also fit in memory
             body = bytearray()
             while len(body) < declared and (chunk := f.read(min(_CHUNK, declared - len(body)))):
                 body += chunk

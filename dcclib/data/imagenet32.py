@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from dcclib.data.dataset import ImageDataset, Loader, _make
+from dcclib.data.memory import AS_FLOAT32, check_fits, npz_declared_bytes
 from dcclib.errors import UserError
 from dcclib.safe_pickle import load_npz
 
@@ -69,6 +70,9 @@ def load_group(name: str, root: Path, device: torch.device) -> ImageDataset:
     def bad(why: str) -> UserError:
         return UserError(f"{path} is not a valid {name} file ({why}); rebuild it with data_prep")
 
+    # no more than memory allows (images become float32 where they are converted: the device)
+    on_cpu = torch.device(device).type == "cpu"
+    check_fits(path, npz_declared_bytes(path, _NPZ_KEYS), AS_FLOAT32 if on_cpu else 1)
     try:
         a = load_npz(path, _NPZ_KEYS)
     except UserError as exc:

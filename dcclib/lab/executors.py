@@ -130,28 +130,95 @@ class SweepTask:
         return DelayedSubmission(self, spec)
 
 
+_TIME_FORM = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (Slurm's forms)"
+
+
 def minutes(time: str | None) -> int | None:
-    """'90' -> 90, '12:00:00' -> 720, '1-00:00' -> 1440 (Slurm's forms); None stays None."""
+    """'90' -> 90, '12:00:00' -> 720, '1-00:00' -> 1440 (Slurm's forms); None stays None.
+    Anything else, or no time at all, is a UserError."""
     if time is None:
         return None
-    days, _, clock = time.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    if len(parts) == 1:
-        return int(days or 0) * 1440 + parts[0]
-    h, m, s = (parts + [0])[:3]
-    return int(days or 0) * 1440 + h * 60 + m + (1 if s else 0)
+    days, dash, clock = time.strip().rpartition("-")
+    parts = clock.split(":")
+    numbers = [days] * bool(dash) + parts
+    if len(parts) > 3 or not all(n.isascii() and n.isdigit() for n in numbers):
+        raise UserError(f"--time {time!r} is not a Slurm time limit: give {_TIME_FORM}")
+    values = [int(n) for n in parts]
+    if len(values) == 1:
+        total = int(days or 0) * 1440 + values[0] * (60 if dash else 1)
+    else:
+        h, m, s = (values + [0])[:3] if dash or len(values) == 3 else [0, *values]
+        total = int(days or 0) * 1440 + h * 60 + m + (1 if s else 0)
+    if total <= 0:
+        raise UserError(f"--time {time!r} is no time at all: give a positive limit ({_TIME_FORM})")
+    return total
 
 
 def site_settings(path: Path | None) -> dict:
-    """The YAML file of site settings (submitit keywords), or {}."""
+    """The YAML file of site settings (submitit keywords), or {}; a UserError (one line) when it
+    is missing, not YAML, not 'keyword: value' lines, or (with submitit installed) names a
+    keyword submitit does not know."""
     if path is None:
         return {}
     import yaml
 
-    settings = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(settings, dict):
+    from dcclib.io import read_regular_bytes
+
+    try:
+        text = read_regular_bytes(path, 1 << 20).decode()
+    except FileNotFoundError:
+        raise UserError(f"--slurm-config {path}: file not found") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--slurm-config {path} is not text (a YAML file of submitit keywords)") from None
+    try:
+        settings = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise UserError(f"--slurm-config {path} is not valid YAML{at} ('keyword: value' lines)") from None
+    settings = settings or {}
+    if not isinstance(settings, dict) or not all(isinstance(k, str) for k in settings):
         raise UserError(f"{path}: a Slurm site file holds 'keyword: value' lines (submitit's parameters)")
+    _check_keywords(settings, path)
     return settings
+
+
+def _check_keywords(settings: dict, path: Path) -> None:
+    """Every keyword is one submitit's AutoExecutor.update_parameters accepts, generic ones with
+    their type (nothing to check without submitit: the slurm executor then refuses itself)."""
+    try:
+        import submitit
+        from submitit.core import plugins
+    except ImportError:
+        return
+    generics = submitit.AutoExecutor._typed_parameters()
+    known = plugins.get_executors()
+    for key, value in settings.items():
+        if key in generics:
+            wanted = (int, float) if generics[key] is float else generics[key]
+            if not isinstance(value, wanted) or (isinstance(value, bool) and generics[key] is not bool):
+                raise UserError(f"{path}: {key} must be a {generics[key].__name__}, not {value!r}")
+            continue
+        prefix, _, arg = key.partition("_")
+        if prefix in known and (arg in known[prefix]._valid_parameters() or arg in generics):
+            continue
+        raise UserError(
+            f"{path}: unknown submitit keyword '{key}'; use a generic one ({', '.join(sorted(generics))}) "
+            "or one prefixed by its cluster (slurm_account, slurm_qos, slurm_setup, ...)"
+        )
+
+
+def check_slurm(options: Options) -> None:
+    """What the slurm executor needs, checked before any planning: submitit, the time limit, the
+    site file (a UserError, nothing created)."""
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise UserError("the slurm executor needs submitit: pip install 'dcc-companion[slurm]'") from None
+    minutes(options.time)
+    site_settings(options.slurm_config)
+    if options.log_dir.exists() and not options.log_dir.is_dir():
+        raise UserError(f"--log-dir {options.log_dir} is a file; give a folder for submitit's logs")
 
 
 def slurm(fn: Fn, specs: list[dict], options: Options) -> list[dict]:
