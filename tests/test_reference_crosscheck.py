@@ -20,8 +20,11 @@ On identical tensors and seeds:
    `dcclib.protocol` and against dcclib's training loops (sequential and batched);
 5. one whole outer iteration of DC and DCC (ConvNet with instance norm and with BatchNorm):
    their `main()` run in-process on a tiny dataset against `dcclib.condense.condense`;
-plus the bi-level warm-up rule, the defaults of their command line, the (K_i, T) schedule, the
-DSA ranges and the evaluation's (E, augmentation) rule.
+plus the defaults of their command line, the (K_i, T) schedule and the DSA ranges.
+tests/test_reference_crosscheck_loop.py (DSA/DSAC and several outer iterations through their
+main(), the warm-up and evaluation-protocol rules read from their main(), the DSA strategy per
+dataset) and tests/test_reference_crosscheck_eval.py (their evaluate_synset and DC augmentation)
+reuse the helpers below (and tests/reference_replay.py: their DSA draws and shuffles replayed).
 
 Where the original relies on an old PyTorch default (affine grids with align_corners=True,
 before PyTorch 1.3), the test gives it that default explicitly (`_OldAffineF`); on square
@@ -42,6 +45,7 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -100,10 +104,10 @@ import dcclib.condense  # noqa: E402
 import dcclib.evaluate  # noqa: E402
 from dcclib import protocol  # noqa: E402
 from dcclib.augment import DSA_FULL, DSADraw, DSAParams, apply_dsa, dsa_augment  # noqa: E402
-from dcclib.condense import CondenseConfig, condense, uses_classwise_loss  # noqa: E402
+from dcclib.condense import CondenseConfig, condense  # noqa: E402
 from dcclib.condense_config import INNER_SCHEDULE  # noqa: E402
 from dcclib.data import ImageDataset  # noqa: E402
-from dcclib.evaluate import PLAIN_EPOCHS, EvalConfig, evaluate_set, protocol_defaults  # noqa: E402
+from dcclib.evaluate import PLAIN_EPOCHS, EvalConfig, evaluate_set  # noqa: E402
 from dcclib.matching import dc_loss, dcc_loss  # noqa: E402
 from dcclib.models import ConvNet, create_model, list_models  # noqa: E402
 from dcclib.protocol import LR_DROP_FACTOR, PROTOCOL, lr_drop_epoch  # noqa: E402
@@ -168,15 +172,21 @@ def _reference_defaults() -> argparse.Namespace:
 # Defaults and small rules
 # =============================================================================================
 def test_defaults_match_the_reference_command_line():
+    """(The DSA strategy is compared per dataset with what dcclib runs, in
+    test_reference_crosscheck_loop.py.)"""
     a = _reference_defaults()
     cfg = CondenseConfig()
     assert (cfg.lr_images, cfg.lr_net) == (a.lr_img, a.lr_net)
     assert (cfg.batch_real, cfg.batch_train) == (a.batch_real, a.batch_train)
-    assert (cfg.gamma_outer, cfg.gamma_inner) == (a.outer_warmup, a.inner_warmup)
+    # gamma_o, gamma_i: resolved() scales the paper's lengths to K_o and K_i (the defaults are
+    # None); at the paper's K_o = 1000 and K_i = 10 (ipc 1, their default, and ipc 10) they are theirs
+    for ipc in (a.ipc, cfg.ipc):
+        resolved = CondenseConfig(ipc=ipc).resolved()
+        assert (resolved.gamma_outer, resolved.gamma_inner) == (a.outer_warmup, a.inner_warmup), ipc
+        assert resolved.inner_iterations == tuple(REF.utils.get_loops(ipc))[0], ipc
     assert cfg.outer_iterations == a.outer_loop
     assert (cfg.distance, a.dis_metric) == ("layerwise", "ours")
     assert (cfg.model, a.model) == ("convnet", "ConvNet")
-    assert a.dsa_strategy == DSA_FULL
     # evaluation: their lr_net and batch_train are also the evaluation's lr and batch
     assert (PROTOCOL.lr, PROTOCOL.batch_size) == (a.lr_net, a.batch_train)
     assert EvalConfig().num_nets == a.num_eval
@@ -208,62 +218,6 @@ def test_dsa_ranges_match_param_diff_aug():
     for their_name, our_name in pairs.items():
         assert getattr(theirs, their_name) == getattr(ours, our_name), their_name
     assert "_".join(REF.utils.AUGMENT_FNS) == DSA_FULL  # the families and their order
-
-
-def _their_uses_collective(contrast: bool, outer_warmup: int, inner_warmup: int, ol: int, il: int) -> bool:
-    # main.py, inner loop: `args.contrast and (args.outer_warmup <= ol or args.inner_warmup <= il)`
-    return contrast and (outer_warmup <= ol or inner_warmup <= il)
-
-
-def test_warmup_rule_matches_main():
-    outers = [0, 1, 2, 3, 9, 10, 249, 250, 251, 999]
-    for method in ("dc", "dsa", "dcc", "dsac"):
-        contrast = method in ("dcc", "dsac")  # their --contrast flag
-        for gamma_o in (0, 1, 3, 250):
-            for gamma_i in (0, 1, 4, 10, 50):
-                cfg = CondenseConfig(
-                    method=method, warmup="bilevel", gamma_outer=gamma_o, gamma_inner=gamma_i
-                )
-                for ol in outers:
-                    for il in range(50):
-                        collective = _their_uses_collective(contrast, gamma_o, gamma_i, ol, il)
-                        where = f"{method}, gamma_o {gamma_o}, gamma_i {gamma_i}, outer {ol}, inner {il}"
-                        assert uses_classwise_loss(cfg, ol, il) == (not collective), where
-        # "no warm-up" is their --outer_warmup 0 (any --inner_warmup)
-        cfg = CondenseConfig(method=method, warmup="none")
-        for ol in outers:
-            for il in range(50):
-                collective = _their_uses_collective(contrast, 0, 10, ol, il)
-                assert uses_classwise_loss(cfg, ol, il) == (not collective), f"{method}, none, {ol}, {il}"
-
-
-_DATASETS = {
-    "mnist": "MNIST",
-    "embedded-mnist": "MNIST",
-    "fashionmnist": "FashionMNIST",
-    "svhn": "SVHN",
-    "cifar10": "CIFAR10",
-    "cifar100": "CIFAR100",
-}
-_EVAL_AUGMENT = {"none": "none", "dc": "crop_scale_rotate", "dc_noise": "crop_noise", "dsa": "dsa"}
-
-
-def _their_eval_protocol(method: str, dataset: str, model_eval: str) -> tuple[int, str]:
-    # main.py's evaluation block: DSA -> E = 1000 with DSA; otherwise get_daparam's strategy,
-    # E = 1000 when it augments and 300 when not (the method flag DSA is shared by DSAC).
-    if method in ("dsa", "dsac"):
-        return 1000, "dsa"
-    strategy = REF.utils.get_daparam(dataset, "ConvNet", model_eval, 10)["strategy"]
-    return (1000 if strategy != "none" else 300), strategy
-
-
-def test_evaluation_protocol_rule_matches_main():
-    for model, their_model in MODEL_COUNTERPARTS.items():
-        for ours_name, their_name in _DATASETS.items():
-            for method in ("dc", "dcc", "dsa", "dsac"):
-                epochs, augment = protocol_defaults(method, ours_name, model)
-                expected = _their_eval_protocol(method, their_name, their_model)
-                assert (epochs, _EVAL_AUGMENT[augment]) == expected, f"{model}, {ours_name}, {method}"
 
 
 # =============================================================================================
@@ -776,9 +730,11 @@ def _tiny_images(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def _fixed_networks(norm: str, act: str, width: int, dtype: torch.dtype) -> tuple[nn.Module, nn.Module]:
+def _fixed_networks(
+    norm: str, act: str, width: int, dtype: torch.dtype, seed: int = 2022
+) -> tuple[nn.Module, nn.Module]:
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(2022)
+        torch.manual_seed(seed)
         theirs = REF.networks.ConvNet(
             _MNIST[0], _CLASSES, width, 3, act, norm, "avgpooling", im_size=_MNIST[1:]
         )
@@ -787,8 +743,20 @@ def _fixed_networks(norm: str, act: str, width: int, dtype: torch.dtype) -> tupl
     return theirs.to(dtype), ours.to(dtype)
 
 
-def _run_their_main(tmp_path: Path, net: nn.Module, images, labels, extra: list[str]) -> torch.Tensor:
-    """main.py's main() for exactly one outer iteration; the synthetic set it saved."""
+def _run_their_main(
+    tmp_path: Path,
+    net: nn.Module,
+    images,
+    labels,
+    extra: list[str],
+    outer_loop: int = 1,
+    setup: Callable[[pytest.MonkeyPatch], None] | None = None,
+) -> torch.Tensor:
+    """main.py's main() for `outer_loop` outer iterations; the synthetic set it saved.
+
+    Every network it draws is a copy of `net`; `setup`, when given, adds or overrides patches
+    (after the ones here, inside the same float64 context).
+    """
     c, h, w = images.shape[1:]
     train = [(images[i], int(labels[i])) for i in range(len(labels))]
 
@@ -797,7 +765,7 @@ def _run_their_main(tmp_path: Path, net: nn.Module, images, labels, extra: list[
         return c, (h, w), _CLASSES, names, [0.0] * c, [1.0] * c, train, train, None
 
     argv = ["main.py", "--dataset", "MNIST", "--model", "ConvNet", "--method", "DC", "--ipc", "1"]
-    argv += ["--outer_loop", "1", "--num_exp", "1", "--num_eval", "1", "--eval_mode", "M"]
+    argv += ["--outer_loop", str(outer_loop), "--num_exp", "1", "--num_eval", "1", "--eval_mode", "M"]
     argv += ["--batch_real", str(_PER_CLASS), "--batch_train", "256"]
     argv += ["--data_path", str(tmp_path / "data"), "--save_path", str(tmp_path / "result"), *extra]
     main = REF.main
@@ -815,11 +783,14 @@ def _run_their_main(tmp_path: Path, net: nn.Module, images, labels, extra: list[
         mp.setattr(sys, "argv", argv)
         if images.dtype == torch.float64:
             stack.enter_context(_reference_in_float64(mp))
+        if setup is not None:
+            setup(mp)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             main.main()
-    # `--eval_mode M` makes eval_it_pool == [outer_loop]: one outer iteration, then the save
-    saved = torch.load(tmp_path / "result" / "res_DC_MNIST_ConvNet_1ipc.pt", weights_only=False)
+    # `--eval_mode M` makes eval_it_pool == [outer_loop]: K_o outer iterations, then the save
+    (saved_file,) = (tmp_path / "result").glob("res_*_MNIST_ConvNet_1ipc.pt")
+    saved = torch.load(saved_file, weights_only=False)
     (syn, syn_labels), *_ = saved["data"]
     assert torch.equal(syn_labels, torch.arange(_CLASSES))
     assert syn.dtype == images.dtype
