@@ -233,7 +233,12 @@ def test_reproduced_at_the_paper_profile():
         _frame([(61.0, 61.6, 0.4), (44.0, 44.5, math.nan)], "paper"), "paper", "04_x"
     )
     assert status["state"] == "reproduced" and status["within"] == 2
-    assert status["text"] == "reproduced: all 2 compared cells within the paper's band (mean |Δ| 0.6 points)"
+    assert status["text"] == (
+        "reproduced: all 2 compared cells within the paper's band (mean |Δ| 0.6 points); "
+        "CIFAR-10 from a lossy JPEG copy (cifar10-jpeg), not the original files"
+    )
+    original = _frame([(61.0, 61.6, 0.4)], "paper", data="CIFAR-10 [cifar-10-batches-py]")
+    assert "JPEG" not in writers.table_status(original, "paper", "04_x")["text"]
 
 
 def test_differs_at_reduced_settings_says_so():
@@ -507,6 +512,8 @@ def test_committed_reports_hold_no_machine_paths():
     pattern = re.compile(r"(?<![\w.])/(?:home|root|tmp|work|Users|mnt|scratch)/")
     offenders = []
     for path in sorted(reports_dir.rglob("*")):
+        if (reports_dir / "local") in path.parents:
+            continue  # reports/local/: a reader's own reruns, git-ignored, never shipped
         if path.suffix in {".md", ".ipynb", ".json", ".csv", ".jsonl"} and path.is_file():
             text = path.read_text(errors="replace")
             if str(root) in text or pattern.search(text):
@@ -524,7 +531,8 @@ def test_outputs_of_condensing_say_the_profiles_reductions(tmp_path):
     assert "settings" not in lab._meta(None)  # nothing condensed or evaluated yet
     lab.set_config(lab.use("mnist"), "dc", 1, 0)
     line = writers.labels_line(lab._meta(["MNIST"]))
-    assert "settings: profile cpu: K_o 20 of 1000, K_i <= 5, T <= 5, 32 real/class" in line
+    assert "settings: profile cpu: K_o 20 of 1000, gamma_o 5 (paper 250), K_i <= 5, gamma_i scaled" in line
+    assert "T <= 5, 32 real/class" in line
 
 
 def test_the_environment_line_names_the_dcclib_a_notebook_imported(monkeypatch):
