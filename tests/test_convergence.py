@@ -38,6 +38,7 @@ def test_points_are_checkpoints_of_one_run_stored_and_reused(ran):
     assert list(frame.K_o) == [1, 2, 4, 1, 2, 4] and set(frame.networks) == {2}
     computed = [line for line in lab.log if line.startswith("computed")]
     assert len(computed) == 6  # one snapshot per point and method, in one run each
+    assert sum("evaluation for DCC at K_o 1 (the same set)" in line for line in lab.log) == 1
     lab.log.clear()
     again = run_study(lab, STUDY)  # everything from the store: nothing computed
     assert not lab.log and again.equals(frame)
@@ -62,6 +63,11 @@ def test_the_long_runs_warmup_makes_dcc_equal_dc_before_gamma_o(ran):
     assert cfg["gamma_outer"] == 1 and cfg["gamma_inner"] == cfg["inner_iterations"]  # K_o / 4; = K_i
     by = frame.set_index(["method", "K_o"])
     assert by.loc[("dcc", 1), "acc_mean"] == by.loc[("dc", 1), "acc_mean"]  # still the warm-up
+    # there the set is DC's bit for bit: DC's evaluation is reused (said in the record), not redone
+    record = lab.store.get(lab.eval_config(set_configs(lab, "tiny", "dcc", STUDY)[1], "convnet", 0))
+    assert "equals DC's set bit for bit" in record["result"]["same_set_as"]
+    after = lab.store.get(lab.eval_config(set_configs(lab, "tiny", "dcc", STUDY)[2], "convnet", 0))
+    assert "same_set_as" not in after["result"]  # after gamma_o the sets differ: evaluated on their own
     assert by.loc[("dcc", 1), "collective_updates"] == 0 and by.loc[("dcc", 4), "collective_updates"] == 6
     paths = trajectories(lab, STUDY)
     assert {"grad_norm", "moved", "loss"} <= set(paths.columns) and len(paths) == 8

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
+import torch
 
 from dcclib.condense import CondenseConfig, condense
 from dcclib.errors import UserError
@@ -89,6 +90,9 @@ def _evaluation(
     record = lab.store.get(config)
     if record is not None or not compute:
         return record
+    shared = _twin_evaluation(lab, paper, method, study, set_cfg, run)
+    if shared is not None:  # still in the warm-up: the class-wise twin's very set, evaluated once
+        return lab.store.put(config, shared)
     data = lab.data(lab.use(paper).name)
     stored = lab.store.load_set(set_cfg, lab.store.exact(set_cfg))
     images, labels = stored[0].to(data.device), stored[1].to(data.device)
@@ -98,6 +102,35 @@ def _evaluation(
     return lab.store.put(
         config, {**res.as_dict(), "seconds": time.perf_counter() - tic}, device=str(data.device)
     )
+
+
+TWIN = {"dcc": "dc", "dsac": "dsa"}  # a contrastive method's class-wise twin (same protocol)
+
+
+def _twin_evaluation(lab: Lab, paper: str, method: str, study: Study, set_cfg: dict, run: int) -> dict | None:
+    """The twin's evaluation of a point before gamma_o, where the contrastive run *is* the
+    class-wise one (same seeds, networks, real batches: the set is bit-identical, checked here),
+    evaluated with the same protocol and networks: stored under this point's key with a note.
+    None where the sets differ or the twin's point is not evaluated yet."""
+    base = TWIN.get(method)
+    if base is None:
+        return None
+    k = set_cfg.get("snapshot", study.longest)
+    twin_cfg = set_configs(lab, paper, base, study, run)[k]
+    mine, twins = lab.store.exact(set_cfg), lab.store.exact(twin_cfg)
+    twin_eval = lab.store.get(lab.eval_config(twin_cfg, study.model, run))
+    if mine is None or twins is None or twin_eval is None:
+        return None
+    a, b = lab.store.load_set(set_cfg, mine), lab.store.load_set(twin_cfg, twins)
+    if a is None or b is None or not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
+        return None
+    if lab.eval_settings(set_cfg, study.model, run) != lab.eval_settings(twin_cfg, study.model, run):
+        return None
+    lab.log.append(
+        f"reused  {paper} {base.upper()}'s evaluation for {method.upper()} at K_o {k} (the same set)"
+    )
+    note = f"equals {base.upper()}'s set bit for bit (in the warm-up); its evaluation {twin_eval['key']}"
+    return {**twin_eval["result"], "seconds": 0.0, "same_set_as": note}
 
 
 def run_study(lab: Lab, study: Study, run: int = 0, compute: bool = True) -> pd.DataFrame:
