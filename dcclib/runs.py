@@ -34,7 +34,7 @@ from torch import Tensor
 
 from dcclib import io, run_lock
 from dcclib.condense_config import CondenseConfig
-from dcclib.data import ImageDataset, get_loader
+from dcclib.data import ImageDataset, get_loader, source_id
 from dcclib.errors import DivergedError, UserError
 
 RUN_KIND = "dcc-run"  # config.json's marker of a run folder
@@ -339,7 +339,7 @@ def synthetic_metadata(cfg: CondenseConfig, data: ImageDataset) -> dict:
     meta = {
         "kind": "synthetic",
         "dataset": data.name,
-        "data_source": data.source,
+        "data_source": source_id(data.source),  # the folder's name: no path of this machine
         "class_names": list(data.class_names),
         "mean": list(data.mean),
         "std": list(data.std),

@@ -351,3 +351,15 @@ def test_the_lab_refuses_a_warmup_longer_than_its_loop():
     lab = Lab("99_test", profile="smoke")
     with pytest.raises(UserError, match="gamma-inner"):
         lab.set_config(lab.use("mnist"), "dcc", 1, 0, gamma_inner=11)  # K_i = 10 before the profile's cap
+
+
+def test_a_saved_sets_metadata_names_no_path_of_the_machine():
+    from dataclasses import replace
+
+    from dcclib.condense import CondenseConfig
+    from dcclib.runs import synthetic_metadata
+    from tests.tiny import tiny_dataset
+
+    data = replace(tiny_dataset(), source="/home/someone/datasets/mnist")
+    meta = synthetic_metadata(CondenseConfig(dataset="tiny", ipc=1), data)
+    assert meta["data_source"] == "mnist"

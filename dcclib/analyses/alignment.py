@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from dcclib import io
 from dcclib.augment import default_dsa_strategy, dsa_augment
-from dcclib.data import ImageDataset
+from dcclib.data import ImageDataset, source_id
 from dcclib.errors import UserError
 from dcclib.evaluate import PROTOCOL, EvalConfig, test_accuracy, train_from_scratch
 from dcclib.models import create_model
@@ -206,7 +206,7 @@ def load_or_train_feature_network(
         "key": key,
         "config": asdict(cfg),
         "dataset": data.name,
-        "data_source": data.source,
+        "data_source": source_id(data.source),
         "test_accuracy": float(test_accuracy(net, data)),
         "versions": io.library_versions(),
     }
