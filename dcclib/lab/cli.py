@@ -1,4 +1,4 @@
-"""The `dcc` command: `dcc sweep ...` (the lab's sweeps), everything else the core's `dcclib.cli`.
+"""The `dcc` command: `dcc sweep` and `dcc sets` (the lab's), everything else the core's `dcclib.cli`.
 
 A lab-level entry point, so that the core command never imports the lab (the layer rule):
 ``[project.scripts] dcc = "dcclib.lab.cli:main"``.
@@ -16,11 +16,16 @@ def main(argv: list[str] | None = None) -> int:
         from dcclib.lab import sweep
 
         return sweep.main(argv[1:])
+    if argv and argv[0] == "sets":
+        from dcclib.lab import catalog
+
+        return catalog.main(argv[1:])
     from dcclib import cli
 
     code = cli.main(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("\nalso: dcc sweep --help   plan and run the notebooks' jobs (local, pool, Slurm, Ray)")
+        print("      dcc sets             the synthetic sets in the results store, with their accuracies")
     return code
 
 
