@@ -42,16 +42,14 @@ from typing import Any, NoReturn
 from dcclib.condense_config import CondenseConfig
 from dcclib.errors import DivergedError, UnsavedResultError, UserError
 from dcclib.evaluate import EvalConfig
+from dcclib.flops import cost_note
+from dcclib.terminate import Terminated, sigterm_raises
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what a shell reports for a process that SIGTERM ended
 EVALUATION_KIND = "dcc-evaluation"  # the marker of `dcc evaluate --out`'s JSON
 FAR_OUTSIDE = 10  # a set beyond the data's range by more than this many times its width is said
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwinds like KeyboardInterrupt (locks released, temporaries removed)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -286,6 +284,10 @@ def _condense(args: argparse.Namespace) -> dict[str, Any]:
         for model in ecfg.models:  # images too small for an evaluation model: now, not after condensing
             create_model(model, data.channels, data.num_classes, data.image_size)
     out = Path(args.out or f"runs/{data.name}-{cfg.method}-ipc{cfg.ipc}-s{cfg.seed}")
+    if not args.quiet:
+        note = cost_note(cfg, data, device.type)
+        if note:
+            print(note, file=sys.stderr, flush=True)
     result = condense(cfg, data, run_dir=out, resume=args.resume, progress=not args.quiet)
     summary = {"run_dir": str(out), "synthetic": str(out / runs.SYNTHETIC)}
     _warn_if_far_outside(result.images, data, f"--lr-images {cfg.lr_images} may be too high")
@@ -420,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"condense": _condense, "evaluate": _evaluate, "info": _info}[args.command]
     kept = "the last checkpoint is kept; continue with --resume" if args.command == "condense" else ""
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             summary = handler(args)
     except Terminated:
         print(f"dcc: terminated by SIGTERM ({kept or 'nothing was written'})", file=sys.stderr)
@@ -441,24 +443,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(json.dumps(summary, indent=2, default=str))
     return 0
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises Terminated in the block (the main thread only: elsewhere it stays as it was)."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:  # a handler installed outside Python reads as None: the default is what it did
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

@@ -363,3 +363,16 @@ def test_a_saved_sets_metadata_names_no_path_of_the_machine():
     data = replace(tiny_dataset(), source="/home/someone/datasets/mnist")
     meta = synthetic_metadata(CondenseConfig(dataset="tiny", ipc=1), data)
     assert meta["data_source"] == "mnist"
+
+
+def test_condense_says_what_the_run_costs_before_it_starts():
+    from dcclib.cli import cost_note
+    from dcclib.data import load_dataset
+
+    data = load_dataset(None)
+    paper = cost_note(CondenseConfig(ipc=1).resolved(), data, "cpu")
+    assert paper.startswith("dcc: this run is about 7.6e+15 FLOP (1000 networks x 10 image updates)")
+    assert "at least 28.0 h on a 2-core CPU" in paper and "--outer-iterations 20" in paper
+    assert "min on one H100-class GPU (26.8 TFLOP/s, assumed)" in paper
+    tiny = CondenseConfig(ipc=1, outer_iterations=2, inner_iterations=2, net_epochs=1, batch_real=8)
+    assert cost_note(tiny.resolved(), data, "cpu") == ""  # a run of seconds needs no warning

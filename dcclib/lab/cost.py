@@ -16,6 +16,7 @@ one image. The loop counts are those of the code:
 - a continual run: ``epochs`` passes over every task (+ the replayed batch after the first),
   and the condensation of the memories of every task but the last.
 
+The per-run FLOP count lives in ``dcclib.flops`` (the core; `dcc condense` prints it too).
 GPU-hours divide by an achieved throughput: measured by the GPU benchmarks (JSON lines under
 ``reports/perf_gpu/`` with ``"bench": "condense"`` and ``"achieved_flops_per_s"``), or until then
 ``ASSUMED_FLOPS_PER_S``. Jobs are whole units (one GPU each), so the wall-clock time on G GPUs
@@ -29,22 +30,18 @@ import math
 import re
 import statistics
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-import torch
-
 from dcclib import io
-from dcclib.condense_config import BATCHNORM_PER_CLASS
 from dcclib.errors import UserError
 from dcclib.evaluate import protocol_defaults
+from dcclib.flops import SYNTHETIC_FACTOR, model_flops  # noqa: F401 (the cost model's, re-exported)
+from dcclib.flops import condense_flops as run_flops
 from dcclib.lab.store import repo_root
-from dcclib.models import create_model, has_batchnorm
 
 H100_FP32_PEAK = 67e12  # FLOP/s, H100 SXM, fp32 without tensor cores (the default: strict fp32)
 ASSUMED_UTILISATION = 0.40
 ASSUMED_FLOPS_PER_S = ASSUMED_UTILISATION * H100_FP32_PEAK
-SYNTHETIC_FACTOR = 2.0  # the synthetic side: forward+backward with create_graph, then its backward
 CLUSTER_GPUS = 64  # the Slurm cluster of the cost table
 
 # (classes, channels, size, train, test) of the datasets, for a plan made without the data
@@ -106,28 +103,9 @@ def shape_of(name: str) -> Shape:
     raise UserError(f"no shape known for dataset '{name}' (load it, or add it to dcclib.lab.cost.SHAPES)")
 
 
-@cache
-def model_flops(model: str, channels: int, classes: int, size: int) -> tuple[float, float, bool]:
-    """(forward, forward+backward) FLOPs of `model` on one image, and whether it has BatchNorm."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    net = create_model(model, channels, classes, size).eval()  # eval: BatchNorm takes one image
-    x = torch.zeros(1, channels, size, size)
-    with FlopCounterMode(display=False) as forward:
-        with torch.no_grad():
-            net(x)
-    with FlopCounterMode(display=False) as both:
-        net(x).sum().backward()
-    return float(forward.get_total_flops()), float(both.get_total_flops()), has_batchnorm(net)
-
-
 def condense_flops(cfg: dict, shape: Shape) -> float:
     """FLOPs of one condensation run with the (profile-scaled, resolved) CondenseConfig `cfg`."""
-    fwd, fb, bn = model_flops(cfg["model"], shape.channels, shape.classes, shape.size)
-    c, ipc, k_i, t = shape.classes, cfg["ipc"], cfg["inner_iterations"], cfg["net_epochs"]
-    real = min(cfg["batch_real"], max(1, shape.train // shape.classes))
-    update = c * (real * fb + SYNTHETIC_FACTOR * ipc * fb + (BATCHNORM_PER_CLASS * fwd if bn else 0))
-    return cfg["outer_iterations"] * (k_i * update + (k_i - 1) * t * c * ipc * fb)
+    return run_flops(cfg, shape.classes, shape.channels, shape.size, shape.train)
 
 
 def evaluation_flops(config: dict, shape: Shape) -> float:
