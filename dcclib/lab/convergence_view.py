@@ -12,6 +12,7 @@ import pandas as pd
 
 from dcclib.condense_config import PAPER_OUTER
 from dcclib.lab.paper_results import dataset_label, paper_value
+from dcclib.lab.profiles import Profile
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -199,3 +200,18 @@ def plot_study(frame: pd.DataFrame, paths: pd.DataFrame, title: str) -> Figure:
     fig.suptitle("\n".join(textwrap.wrap(title, 60 * len(datasets))), fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def settings_line(profile: Profile, studies: tuple) -> str:
+    """The settings of a study's outputs: the profile's per-step reductions, and K_o as the
+    table's column (one run of the longest K_o per method, gamma_o a quarter of it)."""
+    points = sorted({k for s in studies for k in s.points})
+    longest = "; ".join(
+        f"{max(s.points)} for {', '.join(dict.fromkeys(m.upper() for _, m in s.runs))}" for s in studies
+    )
+    base = profile.reductions().split(": ", 1)[1]
+    per_step = ", ".join(p for p in base.split(", ") if not p.startswith(("K_o", "gamma_o")))
+    return (
+        f"profile {profile.name}: K_o {points[0]}-{points[-1]} of {PAPER_OUTER} (checkpoints of one run of "
+        f"K_o {longest}; gamma_o a quarter of it), {per_step}"
+    )

@@ -99,6 +99,7 @@ class Lab:
         self.progress = progress
         self.log: list[str] = []  # what was computed or reused, with timings
         self.ran_sets = False  # set by set_config: tables and figures then carry the reductions
+        self.settings: str | None = None  # a notebook's own settings line (else the profile's)
         self._data: dict[str, ImageDataset | UserError] = {}
         self._uses: dict[str, DataUse] = {}
         self.planner = PLANNER.get()  # a sweep's planner, or None (compute)
@@ -138,8 +139,9 @@ class Lab:
         return by_profile.get(self.profile.name, default)
 
     def reductions(self) -> str:
-        """What this run changes from the paper's settings (printed next to every number)."""
-        return self.profile.reductions()
+        """What this run changes from the paper's settings (printed next to every number): the
+        profile's line, or `settings` where the notebook states its own (notebook 13's K_o)."""
+        return self.settings or self.profile.reductions()
 
     def environment(self) -> str:
         """Machine-specific facts (paths, threads, versions): for an output nbval ignores."""
@@ -410,7 +412,7 @@ class Lab:
             "output_dir": str(self.output_dir),
             **({"stale": stale, "algorithm": ALGORITHM_VERSION} if stale else {}),
             **({"status": status} if status else {}),
-            **({"settings": self.profile.reductions()} if self.ran_sets else {}),
+            **({"settings": self.reductions()} if self.ran_sets else {}),
         }
 
 
