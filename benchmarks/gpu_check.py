@@ -673,8 +673,9 @@ def bench_method(ctx: Ctx, section: str, key: str, ipc: int, method: str, until:
 
     # probes: K_i = 1 (one image update: a) and K_i = 2 with the real T (two updates and the T
     # epochs between them: b), so a full outer iteration is K_i * a + (K_i - 1) * (b - 2a)
-    one = dict(inner_iterations=1, net_epochs=0)
-    two = dict(inner_iterations=2, net_epochs=t)
+    # (gamma_i capped with K_i: a warm-up longer than its loop is refused, as the original asserts)
+    one = dict(inner_iterations=1, net_epochs=0, gamma_inner=min(base.gamma_inner, 1))
+    two = dict(inner_iterations=2, net_epochs=t, gamma_inner=min(base.gamma_inner, 2))
     once(outer_iteration, replace(runners["fast-loop"][1], **one))  # warm-up: kernels, allocator
     probe: dict[str, dict] = {}
     for name, (fn, cfg) in runners.items():

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 ALGORITHM_VERSION = "2026.12-1"
-SOURCE_HASH = "f40068b8bc4f9c7d5fdce7a6a109c3159c17b6cb7900313e2cac6ec56e8cf81f"
+SOURCE_HASH = "f30615828ac98884d966087fd03812ff6792a5f8a0fcd813fa060e188bfdd9da"
 
 # Relative to the dcclib package: the modules whose code decides a condensed set or an accuracy.
 NUMERIC_SOURCES = (

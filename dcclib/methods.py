@@ -56,6 +56,12 @@ METHODS: dict[str, Method] = {m.name: m for m in _ALL}
 CONDENSATION_METHODS: tuple[str, ...] = tuple(m.name for m in _ALL if m.condenses)
 CONTRASTIVE_METHODS: tuple[str, ...] = tuple(m.name for m in _ALL if m.contrastive)
 LABELS: dict[str, str] = {m.name: m.label for m in _ALL}
+# a contrastive method's class-wise twin: the same switches but the loss (dcc -> dc, dsac -> dsa)
+CLASSWISE_TWIN: dict[str, str] = {
+    m.name: next(b.name for b in _ALL if b.condenses and not b.contrastive and b.uses_dsa == m.uses_dsa)
+    for m in _ALL
+    if m.contrastive
+}
 
 
 def get_method(name: str, among: tuple[str, ...] | None = None) -> Method:

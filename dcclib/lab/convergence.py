@@ -28,6 +28,7 @@ from dcclib.errors import UserError
 from dcclib.evaluate import evaluate_set
 from dcclib.lab.experiments import Lab
 from dcclib.lab.store import config_key
+from dcclib.methods import CLASSWISE_TWIN
 from dcclib.runs import synthetic_metadata
 
 TRAJECTORY_KEYS = ("outer", "loss", "grad_norm", "moved", "classwise_steps", "collective_steps", "seconds")
@@ -104,15 +105,12 @@ def _evaluation(
     )
 
 
-TWIN = {"dcc": "dc", "dsac": "dsa"}  # a contrastive method's class-wise twin (same protocol)
-
-
 def _twin_evaluation(lab: Lab, paper: str, method: str, study: Study, set_cfg: dict, run: int) -> dict | None:
     """The twin's evaluation of a point before gamma_o, where the contrastive run *is* the
     class-wise one (same seeds, networks, real batches: the set is bit-identical, checked here),
     evaluated with the same protocol and networks: stored under this point's key with a note.
     None where the sets differ or the twin's point is not evaluated yet."""
-    base = TWIN.get(method)
+    base = CLASSWISE_TWIN.get(method)  # same protocol: the same switches but the loss
     if base is None:
         return None
     k = set_cfg.get("snapshot", study.longest)

@@ -13,11 +13,12 @@ import pandas as pd
 from dcclib.condense_config import PAPER_OUTER
 from dcclib.lab.paper_results import dataset_label, paper_value
 from dcclib.lab.profiles import Profile
+from dcclib.methods import CLASSWISE_TWIN, CONDENSATION_METHODS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-PAIRS = (("dc", "dcc"), ("dsa", "dsac"))  # (class-wise, class-collective twin)
+PAIRS = tuple((base, twin) for twin, base in CLASSWISE_TWIN.items())  # (class-wise, contrastive twin)
 # The paper's numbers at K_o = 1000, 1 img/cls: its Table 2 (CIFAR-10), else the DC/DSA papers'
 # (MNIST; the DCC paper reports no MNIST row).
 PAPER_SOURCES = ("table2", "dc_dsa_reference")
@@ -172,7 +173,7 @@ def plot_study(frame: pd.DataFrame, paths: pd.DataFrame, title: str) -> Figure:
     show_paper = not frame["data"].str.contains("stand-in").any()
     datasets = list(dict.fromkeys(frame["dataset"]))
     fig, axes = plt.subplots(3, len(datasets), figsize=(max(6.5, 5.2 * len(datasets)), 10.5), squeeze=False)
-    colours = {"dc": "C0", "dcc": "C1", "dsa": "C2", "dsac": "C3"}
+    colours = {m: f"C{i}" for i, m in enumerate(CONDENSATION_METHODS)}
     for col, dataset in enumerate(datasets):
         acc, grad, moved = axes[0, col], axes[1, col], axes[2, col]
         for method, part in frame[frame.dataset == dataset].groupby("method", sort=False):

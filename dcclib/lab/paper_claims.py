@@ -12,8 +12,9 @@ import math
 import pandas as pd
 
 from dcclib.lab.paper_results import WARMUP_LABELS, dataset_label, paper_table
+from dcclib.methods import CLASSWISE_TWIN
 
-TWINS = (("dcc", "dc"), ("dsac", "dsa"))  # (contrastive method, its class-wise twin)
+TWINS = tuple(CLASSWISE_TWIN.items())  # (contrastive method, its class-wise twin)
 
 
 def twin_gaps(table: str = "table2") -> pd.DataFrame:
