@@ -10,6 +10,10 @@ Reading trusts nothing: `check_synthetic` validates a whole saved set (tensor na
 shapes, finiteness, label range, every metadata field's type) and is what `load_synthetic`, and
 so `dcc info` and `dcc evaluate`, use; `load_checkpoint` checks what it can without the run's
 settings (`dcclib.runs` checks the shapes against them).
+
+Why one module of about 480 lines: it is the one place where this project's bytes meet the
+disk, and each hostile-file check (regular files only, size bounds, metadata limits) sits next to
+the reader it guards; splitting writers from readers would separate the two halves of one format.
 """
 
 from __future__ import annotations
