@@ -57,6 +57,15 @@ class OneImageParam:
         pass
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The cross-check modules that import this fixture run with one torch thread (repeatable sums)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def record_their_dsa(mp: pytest.MonkeyPatch, calls: list, float64: bool = True) -> None:
     """Their DiffAugment (main's and utils' names), recording each call as (seed, batch size,
     [(torch.rand | torch.randint, result), ...]). With `float64` their affine matrices are

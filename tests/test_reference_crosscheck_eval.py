@@ -40,7 +40,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from reference_replay import record_their_dsa, replay_events, replay_into_dcclib
+from reference_replay import (  # noqa: F401 (one_thread: an autouse fixture)
+    one_thread,
+    record_their_dsa,
+    replay_events,
+    replay_into_dcclib,
+)
 from test_reference_crosscheck import MODEL_COUNTERPARTS, REF, _reference_defaults, _their_network
 from tiny import tiny_dataset
 
@@ -51,14 +56,6 @@ from dcclib.models import ConvNet, create_model
 from dcclib.runtime import derive_seed
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # as tests/test_data.py
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _their_args(**overrides) -> SimpleNamespace:

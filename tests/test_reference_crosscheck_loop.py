@@ -32,7 +32,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from reference_replay import (
+from reference_replay import (  # noqa: F401 (one_thread: an autouse fixture)
+    one_thread,
     record_their_dsa,
     record_their_shuffles,
     replay_events,
@@ -65,15 +66,6 @@ import dcclib.evaluate
 from dcclib.augment import dc_augment, default_dsa_strategy
 from dcclib.condense import CondenseConfig, condense, iteration_seed, uses_classwise_loss
 from dcclib.evaluate import EvalConfig, evaluate_set, protocol_defaults
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # =============================================================================================
 # 1 + 2. DSA, DSAC and several outer iterations: their main() against condense
