@@ -24,7 +24,9 @@ SYNTHETIC_FACTOR = 2.0  # the synthetic side: forward+backward with create_graph
 # Achieved by this count on a 2-core AMD EPYC (AVX-512) CPU: MNIST, 1 img/cls, the paper's settings,
 # about 100 s per outer iteration (reports/perf_cpu/paper_shapes_vs_original.jsonl): 7.6e12 FLOP.
 CPU_FLOPS_PER_S = 75e9
-GPU_FLOPS_PER_S = 0.40 * 67e12  # assumed: 40% of an H100's fp32 peak (as dcclib.lab.cost assumes)
+H100_FP32_PEAK = 67e12  # FLOP/s, H100 SXM, fp32 without tensor cores (the default: strict fp32)
+ASSUMED_UTILISATION = 0.40
+GPU_FLOPS_PER_S = ASSUMED_UTILISATION * H100_FP32_PEAK  # assumed until `make gpu-check` measures it
 
 
 @cache

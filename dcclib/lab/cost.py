@@ -3,12 +3,7 @@
 A model's FLOPs per image (forward, forward+backward) come from ``torch.utils.flop_counter`` on
 one image. The loop counts are those of the code:
 
-- condensation (Algorithm 1), per outer iteration (K_o of them), for C classes:
-  K_i image updates, each C x batch_real real images forward+backward (the real gradient) and the
-  C x ipc synthetic images forward+backward with ``create_graph`` plus the backward through that
-  graph to the images (``SYNTHETIC_FACTOR`` x forward+backward); then (K_i - 1) x T epochs of
-  network training on the C x ipc synthetic images. BatchNorm networks add 16 real images per
-  class forward before every update. DSA, the distances and the image step are not counted.
+- condensation (Algorithm 1): ``dcclib.flops.condense_flops`` (its docstring gives the count);
 - evaluation: per network, E+1 passes over the set forward+backward, then the test set forward;
 - a kernel-velocity trace: its condensation (the kernel itself is N x N x D: negligible);
 - an alignment point: the feature network's training on the real set (once per feature
@@ -16,7 +11,6 @@ one image. The loop counts are those of the code:
 - a continual run: ``epochs`` passes over every task (+ the replayed batch after the first),
   and the condensation of the memories of every task but the last.
 
-The per-run FLOP count lives in ``dcclib.flops`` (the core; `dcc condense` prints it too).
 GPU-hours divide by an achieved throughput: measured by the GPU benchmarks (JSON lines under
 ``reports/perf_gpu/`` with ``"bench": "condense"`` and ``"achieved_flops_per_s"``), or until then
 ``ASSUMED_FLOPS_PER_S``. Jobs are whole units (one GPU each), so the wall-clock time on G GPUs
@@ -35,13 +29,11 @@ from pathlib import Path
 from dcclib import io
 from dcclib.errors import UserError
 from dcclib.evaluate import protocol_defaults
-from dcclib.flops import SYNTHETIC_FACTOR, model_flops  # noqa: F401 (the cost model's, re-exported)
+from dcclib.flops import ASSUMED_UTILISATION, GPU_FLOPS_PER_S, H100_FP32_PEAK, SYNTHETIC_FACTOR, model_flops  # noqa: F401 (the cost model's, re-exported)
 from dcclib.flops import condense_flops as run_flops
 from dcclib.lab.store import repo_root
 
-H100_FP32_PEAK = 67e12  # FLOP/s, H100 SXM, fp32 without tensor cores (the default: strict fp32)
-ASSUMED_UTILISATION = 0.40
-ASSUMED_FLOPS_PER_S = ASSUMED_UTILISATION * H100_FP32_PEAK
+ASSUMED_FLOPS_PER_S = GPU_FLOPS_PER_S  # the GPU throughput assumed until one is measured
 CLUSTER_GPUS = 64  # the Slurm cluster of the cost table
 
 # (classes, channels, size, train, test) of the datasets, for a plan made without the data
