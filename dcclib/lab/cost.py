@@ -29,7 +29,13 @@ from pathlib import Path
 from dcclib import io
 from dcclib.errors import UserError
 from dcclib.evaluate import protocol_defaults
-from dcclib.flops import ASSUMED_UTILISATION, GPU_FLOPS_PER_S, H100_FP32_PEAK, SYNTHETIC_FACTOR, model_flops  # noqa: F401 (the cost model's, re-exported)
+from dcclib.flops import (  # noqa: F401 (SYNTHETIC_FACTOR, model_flops: the cost model's, re-exported)
+    ASSUMED_UTILISATION,
+    GPU_FLOPS_PER_S,
+    H100_FP32_PEAK,
+    SYNTHETIC_FACTOR,
+    model_flops,
+)
 from dcclib.flops import condense_flops as run_flops
 from dcclib.lab.store import repo_root
 
