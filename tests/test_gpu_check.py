@@ -23,7 +23,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import gpu_check  # noqa: E402
+import gpu_check.driver as gpu_check  # noqa: E402
 import summarise  # noqa: E402
 
 from dcclib import measured  # noqa: E402
