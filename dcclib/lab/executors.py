@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dcclib.errors import UserError
+from dcclib.lab import slurm_state
 
 EXECUTORS = ("local", "pool", "slurm", "ray")
 Fn = Callable[[dict], dict]
@@ -45,12 +46,13 @@ class Options:
     workers: int | None = None  # pool: processes (None: one per visible GPU, else 2); ray: local CPUs
     partition: str | None = None  # slurm
     time: str | None = None  # slurm: minutes, or [D-]HH:MM[:SS]
-    gpus_per_job: int = 1  # slurm, ray (ray: only where the cluster has GPUs)
+    gpus_per_job: int | None = None  # slurm, ray; None: 1 where the partition / cluster has GPUs, else 0
     max_parallel: int | None = None  # slurm: array tasks running at once
     slurm_config: Path | None = None  # slurm: YAML of site settings
     cluster: str | None = None  # slurm: None (Slurm, as submitit detects it) | "local" | "debug"
     log_dir: Path = Path("results/.submitit")  # slurm: submitit's logs and pickles
     address: str | None = None  # ray: an existing cluster ("auto", "ray://host:10001"); None: start one
+    poll_s: float = 30  # slurm without sacct: seconds between two looks at the queue
 
 
 def run(name: str, fn: Fn, specs: list[dict], options: Options | None = None) -> list[dict]:
@@ -219,6 +221,28 @@ def check_slurm(options: Options) -> None:
     site_settings(options.slurm_config)
     if options.log_dir.exists() and not options.log_dir.is_dir():
         raise UserError(f"--log-dir {options.log_dir} is a file; give a folder for submitit's logs")
+    slurm_gpus(options)
+
+
+def slurm_gpus(options: Options) -> int | None:
+    """The GPUs per array task: --gpus-per-job, checked against what the partition's nodes have
+    (sinfo), else 1 on a partition with GPUs and 0 on one without; None outside Slurm (submitit's
+    local arrays: not passed). More than a node has is a UserError (sbatch would refuse it)."""
+    if options.cluster is not None:
+        return options.gpus_per_job
+    has = slurm_state.partition_gpus(options.partition)
+    where = f"partition {options.partition}" if options.partition else "the default partition"
+    if has is None:
+        return options.gpus_per_job
+    if options.gpus_per_job is None:
+        return min(has, 1)
+    if options.gpus_per_job > has:
+        have = f"only {has} GPUs per node" if has else "no GPUs (sinfo -o %G: none)"
+        raise UserError(
+            f"--gpus-per-job {options.gpus_per_job}: {where} has {have}; "
+            f"give --gpus-per-job {has}" + (" or a partition with GPUs" if not has else "")
+        )
+    return options.gpus_per_job
 
 
 def slurm(fn: Fn, specs: list[dict], options: Options) -> list[dict]:
@@ -231,36 +255,89 @@ def slurm(fn: Fn, specs: list[dict], options: Options) -> list[dict]:
     params = {
         "name": "dcc-sweep",
         "timeout_min": minutes(options.time),
-        "gpus_per_node": options.gpus_per_job,
+        "gpus_per_node": slurm_gpus(options),
         "slurm_partition": options.partition,
         "slurm_array_parallelism": options.max_parallel,
         **site_settings(options.slurm_config),
     }
     executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
-    jobs = executor.map_array(SweepTask(fn), specs)
+    watcher = None
+    if executor.cluster == "slurm":
+        problem = slurm_state.sacct_problem()
+        if problem is not None:  # submitit asks sacct: a task killed from outside would stay UNKNOWN
+            watcher = slurm_state.queue_watcher(options.poll_s)
+            print(f"[sweep] sacct does not work here ({problem}): job states come from squeue "
+                  "(Slurm accounting, slurmdbd, makes them exact)", flush=True)  # fmt: skip
+    try:
+        jobs = executor.map_array(SweepTask(fn), specs)
+    except Exception as exc:  # sbatch refused (a bad site setting, an unknown account or partition)
+        said = [line for line in str(exc).strip().splitlines() if line.strip()]
+        raise UserError(f"Slurm refused the job array: {said[-1] if said else type(exc).__name__}") from None
     print(f"[sweep] submitted {len(jobs)} jobs ({jobs[0].job_id.split('_')[0]}); logs in {options.log_dir}")
+    for job in jobs:
+        if watcher is not None:
+            job.watcher = watcher  # this job's states from squeue (the class's watcher asks sacct)
+            watcher.register_job(job.job_id)
     out = []
     for spec, job in zip(specs, jobs):
         try:
             out.append(job.result())
-        except Exception as exc:  # the job failed outside the spec (killed, not requeued)
-            out.append(failed(spec, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}"))
+        except Exception as exc:  # the job failed outside the spec (killed, cancelled, not requeued)
+            out.append(failed(spec, f"{type(exc).__name__}: {_gone(job, exc)}"))
     return out
 
 
+def _gone(job: Any, exc: Exception) -> str:
+    """One line for a job that ended without an outcome."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if type(exc).__name__ == "UncompletedJobError":
+        state = job.watcher.get_state(job.job_id, mode="cache")
+        return (f"Slurm job {job.job_id} ended without a result (state {state}: cancelled, killed, "
+                f"out of memory or its node lost); its log: {job.paths.stderr}")  # fmt: skip
+    return lines[-1] if lines else "no message"
+
+
 # ------------------------------------------------------------------------------------------- ray
+def ray_address(options: Options) -> str | None:
+    """The cluster the ray executor attaches to: --address, else $RAY_ADDRESS (as `ray` itself
+    reads it), else None (a local instance, started and stopped here)."""
+    return options.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_ray(options: Options) -> None:
+    """--workers sizes a local Ray instance only; with a cluster to attach to it is a UserError
+    (Ray itself would refuse num_cpus with a ValueError)."""
+    address = ray_address(options)
+    if options.workers and address:
+        via = "--address" if options.address else "RAY_ADDRESS"
+        raise UserError(
+            f"--workers {options.workers} sizes a Ray instance started here; the cluster at {address} "
+            f"({via}) has its own CPUs: drop --workers (or unset {via} to start one here)"
+        )
+
+
 def ray(fn: Fn, specs: list[dict], options: Options) -> list[dict]:
     """One Ray task per job, on the cluster at `address` or a local one (shut down afterwards)."""
     try:
         import ray as ray_
     except ImportError:
         raise UserError("the ray executor needs ray: pip install 'dcc-companion[ray]'") from None
+    check_ray(options)
     started = not ray_.is_initialized()
     if started:
-        kwargs = {"num_cpus": options.workers} if options.address is None and options.workers else {}
-        ray_.init(address=options.address, include_dashboard=False, log_to_driver=False, **kwargs)
+        address = ray_address(options)
+        kwargs = {"num_cpus": options.workers} if address is None and options.workers else {}
+        try:
+            ray_.init(address=address, include_dashboard=False, log_to_driver=False, **kwargs)
+        except (ConnectionError, ValueError, RuntimeError) as exc:  # no cluster there, a bad address
+            said = [line for line in str(exc).strip().splitlines() if line.strip()]
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise UserError(f"cannot reach {where}: {said[0] if said else type(exc).__name__}") from None
     try:
-        gpus = options.gpus_per_job if ray_.cluster_resources().get("GPU", 0) > 0 else 0
+        has = ray_.cluster_resources().get("GPU", 0)
+        gpus = (1 if options.gpus_per_job is None else options.gpus_per_job) if has > 0 else 0
+        if gpus > has > 0:
+            raise UserError(f"--gpus-per-job {gpus}: the Ray cluster has {has:g} GPUs in all")
         task = ray_.remote(num_gpus=gpus, max_retries=0)(fn)
         refs = [task.remote(spec) for spec in specs]
         out = []

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dcclib.errors import UserError
-from dcclib.lab import cost, executors
+from dcclib.lab import cost, executors, reconcile, slurm_state
 from dcclib.lab.planner import Job, NotebookPlan, computing, environment, forget_plans, plan_notebook
 from dcclib.lab.profiles import PROFILES
 from dcclib.lab.reports import (
@@ -127,6 +127,7 @@ def plan(
             job.note = store.job_note(job.key)
             if job.note and job.note.get("status") in ("failed", "running"):
                 job.state = job.note["status"]
+    reconcile.reconcile(store, [j for j in sweep.jobs() if j.state == "running"])
     return sweep
 
 
@@ -144,6 +145,7 @@ def run(
         specs = [sweep.spec(j) for j in todo if j.stage == stage]
         print(f"[sweep] stage {stage}: {len(specs)} job(s) on {executor}", flush=True)
         done = executors.run(executor, execute, specs, options)
+        reconcile.note_failures(ResultStore(sweep.results), done)
         failed = [o for o in done if o["status"] == "failed"]
         print(f"[sweep] stage {stage}: {len(done) - len(failed)} done, {len(failed)} failed", flush=True)
         for out in failed:
@@ -172,7 +174,8 @@ def execute(spec: dict) -> dict:
             return {"key": key, "status": "done", "skipped": True, "label": job.label}
         if not job.available:
             raise UserError("the data of this job are not on this machine")
-        here = {"host": socket.gethostname(), "pid": os.getpid(), "attempts": attempts}
+        here = {"host": socket.gethostname(), "pid": os.getpid(), "attempts": attempts,
+                "slurm_job": slurm_state.job_here()}  # fmt: skip
         store.note_job(key, status="running", label=job.label, notebook=job.notebook, error=None, **here)
         print(f"[job] {job.label} [{key}] on {here['host']} ...", flush=True)
         limit = str(spec.get("max_tensor_mb", 0))
@@ -322,7 +325,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, help="pool: processes (default: one per GPU); ray: local CPUs")
     ap.add_argument("--partition", help="slurm partition")
     ap.add_argument("--time", help="slurm time limit per job: minutes or [D-]HH:MM:SS")
-    ap.add_argument("--gpus-per-job", type=int, default=1, help="slurm, ray (default 1)")
+    ap.add_argument("--gpus-per-job", type=int, help="slurm, ray (default: 1 where there are GPUs, else 0)")
     ap.add_argument("--max-parallel", type=int, help="slurm: array tasks at once")
     ap.add_argument("--slurm-config", type=Path, help="YAML of site settings (submitit keywords)")
     ap.add_argument(
@@ -346,7 +349,7 @@ def check_options(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
-    if args.gpus_per_job < 0:
+    if args.gpus_per_job is not None and args.gpus_per_job < 0:
         raise UserError(f"--gpus-per-job must be 0 or more, got {args.gpus_per_job}")
     if args.throughput is not None and not (math.isfinite(args.throughput) and args.throughput > 0):
         raise UserError(f"--throughput must be a positive number of FLOP/s, got {args.throughput}")
@@ -362,6 +365,8 @@ def check_options(args: argparse.Namespace) -> None:
     options = _options(args, args.results or Path(default_results_dir()))
     if args.executor == "slurm":
         executors.check_slurm(options)
+    elif args.executor == "ray":
+        executors.check_ray(options)
     else:  # given but unused would be silent: still checked
         executors.minutes(args.time)
         executors.site_settings(args.slurm_config)
