@@ -23,8 +23,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import gpu_check.driver as gpu_check  # noqa: E402
 import summarise  # noqa: E402
+from gpu_check import driver, plan, sections  # noqa: E402
 
 from dcclib import measured  # noqa: E402
 from dcclib.matching import CLASSWISE_MODES  # noqa: E402
@@ -84,7 +84,7 @@ def test_the_tiny_check_finishes_and_writes_only_where_it_is_told(tiny):
 
 
 def test_every_section_is_present_with_results_or_a_recorded_error(tiny):
-    for name in gpu_check.SECTION_NAMES:
+    for name in sections.SECTION_NAMES:
         status = rows_of(tiny, name, "section")
         assert len(status) == 1, name
         status = status[0]
@@ -97,14 +97,14 @@ def test_every_section_is_present_with_results_or_a_recorded_error(tiny):
         # tiny shapes fit the budget: every section runs, none is skipped for time
         assert status["status"] == "ok", (name, status, errors[:1])
     end = rows_of(tiny, "run", "end")
-    assert len(end) == 1 and set(end[0]["sections"]) == set(gpu_check.SECTION_NAMES)
+    assert len(end) == 1 and set(end[0]["sections"]) == set(sections.SECTION_NAMES)
 
 
 def test_the_env_row_names_device_versions_and_settings(tiny):
     (env,) = rows_of(tiny, "env", "result")
     assert env["device"].startswith("cpu") and env["device_type"] == "cpu" and env["tiny"] is True
     assert env["torch"] == torch.__version__ and env["python"] and env["dcclib"]
-    assert env["settings"]["device"] == "cpu" and env["plan"]["model"] == gpu_check.TINY.model
+    assert env["settings"]["device"] == "cpu" and env["plan"]["model"] == plan.TINY.model
     assert env["defaults_before"]["classwise_mode_cuda"] in CLASSWISE_MODES
 
 
@@ -123,11 +123,9 @@ def test_correctness_checks_pass_on_the_cpu(tiny):
 
 
 def test_condensation_rows_time_fast_against_literal(tiny):
-    for section, (_, ipc, methods) in gpu_check.TINY.condense.items():
+    for section, (_, ipc, methods) in plan.TINY.condense.items():
         rows = rows_of(tiny, section, "result")
-        assert {(r["method"], r["mode"]) for r in rows} == {
-            (m, mode) for m in methods for mode in gpu_check.MODES
-        }
+        assert {(r["method"], r["mode"]) for r in rows} == {(m, mode) for m in methods for mode in plan.MODES}
         for r in rows:
             assert r["bench"] == "condense" and r["ipc"] == ipc and r["seconds_per_outer"] > 0
             assert r["seconds_per_outer_estimated"] > 0 and r["flops_per_outer"] > 0
@@ -141,7 +139,7 @@ def test_evaluation_memory_and_targets_rows(tiny):
     assert {"sequential", "literal", "batched-4-grouped", "batched-4-vmap"} <= modes
     for r in rows_of(tiny, "evaluate", "result"):
         assert r["protocol_seconds_extrapolated"] > 0 and r["ratio_vs_sequential"] > 0
-        assert r["epochs_timed"] == list(gpu_check.TINY.eval_epochs[r["ipc"]])
+        assert r["epochs_timed"] == list(plan.TINY.eval_epochs[r["ipc"]])
     memory = rows_of(tiny, "memory_cifar100_ipc50", "result")
     assert {r["what"] for r in memory} >= {"one image update", "one image update, unchunked"}
     (summary,) = rows_of(tiny, "targets", "summary")
@@ -191,7 +189,7 @@ def test_the_committed_report_has_the_gpu_section_markers():
 
 def test_no_out_folder_no_run(tmp_path):
     """Only a full run on CUDA writes into reports/ by default: a CPU run must name its folder."""
-    assert gpu_check.main(["--tiny", "--device", "cpu"]) == 2
+    assert driver.main(["--tiny", "--device", "cpu"]) == 2
 
 
 def read_run(folder: Path) -> list[dict]:
@@ -203,10 +201,8 @@ def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path, monkeypat
     def boom(ctx: object, section: str) -> None:
         raise RuntimeError("CUDA error: an illegal memory access was encountered (simulated)")
 
-    sections = tuple(
-        replace(s, fn=boom) if s.name == "correctness_matching" else s for s in gpu_check.SECTIONS
-    )
-    monkeypatch.setattr(gpu_check, "SECTIONS", sections)
+    patched = tuple(replace(s, fn=boom) if s.name == "correctness_matching" else s for s in sections.SECTIONS)
+    monkeypatch.setattr(sections, "SECTIONS", patched)
     argv = [
         "--tiny",
         "--device",
@@ -216,7 +212,7 @@ def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path, monkeypat
         "--sections",
         "correctness_matching,evaluate",
     ]
-    assert gpu_check.main(argv) == 0
+    assert driver.main(argv) == 0
     rows = read_run(tmp_path)
     status = {r["section"]: r for r in rows if r["kind"] == "section"}
     assert status["correctness_matching"]["status"] == "error"
@@ -236,9 +232,9 @@ def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path, monkeypat
 
 
 def test_a_spent_budget_skips_the_sections_and_says_so(tmp_path):
-    assert gpu_check.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), "--budget", "0"]) == 0
+    assert driver.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), "--budget", "0"]) == 0
     status = {r["section"]: r for r in read_run(tmp_path) if r["kind"] == "section"}
-    assert set(status) == set(gpu_check.SECTION_NAMES)
+    assert set(status) == set(sections.SECTION_NAMES)
     for name, r in status.items():
         if name in ("env", "data", "decisions", "targets"):  # instant: they always run
             assert r["status"] == "ok", r
@@ -248,7 +244,7 @@ def test_a_spent_budget_skips_the_sections_and_says_so(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="there is a GPU: this would start the real check")
 def test_asking_for_cuda_without_one_records_why(tmp_path):
-    assert gpu_check.main(["--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert driver.main(["--device", "cuda", "--out", str(tmp_path)]) == 2
     (f,) = tmp_path.glob("gpu_check-*.jsonl")
     (row,) = [json.loads(line) for line in f.read_text().splitlines()]
     assert row["kind"] == "error" and "CUDA" in row["error"]
