@@ -3,7 +3,9 @@
 One run (seconds) writes its JSON lines and its decisions where the test says; every section must
 be present with results (or a recorded error), the decision record must be there and written to
 the given defaults file, and nothing may be written into the checkout (reports/perf_gpu,
-dcclib/measured_defaults.json, reports/performance.md). Also: how dcclib reads the measured
+dcclib/measured_defaults.json, reports/performance.md). That run has none of the packages a GPU
+image may lack (OPTIONAL: the notebook, dev and cluster tools) importable: the check needs only
+PyTorch, torchvision, safetensors, pandas, seaborn and tqdm. Also: how dcclib reads the measured
 defaults (dcclib/measured.py), and the GPU section of reports/performance.md (summarise.py).
 """
 
@@ -29,6 +31,44 @@ from gpu_check import driver, plan, sections  # noqa: E402
 from dcclib import measured  # noqa: E402
 from dcclib.matching import CLASSWISE_MODES  # noqa: E402
 
+# Installed here (the dev environment) but maybe not where the GPU check runs: every dependency of
+# pyproject.toml beyond torch, torchvision, safetensors, pandas, seaborn, tqdm (and what they pull
+# in: numpy, matplotlib), and the dev extra. The tiny run below cannot import any of them.
+OPTIONAL = (
+    "papermill",
+    "nbval",
+    "submitit",
+    "ray",
+    "nltk",
+    "mlxtend",
+    "pytest",
+    "hypothesis",
+    "ruff",
+    "jupyterlab",
+    "ipykernel",
+    "tabulate",
+    "yaml",
+)
+# sitecustomize.py of the tiny run (on PYTHONPATH: it runs before the script). None in sys.modules
+# is how Python spells "not installed" for both `import x` (ModuleNotFoundError) and
+# importlib.util.find_spec (None); a meta-path finder that raises would break torch itself, whose
+# torch._dynamo asks find_spec("hypothesis") and expects None when it is absent.
+UNIMPORTABLE = """import sys
+
+for _name in {names!r}:
+    sys.modules[_name] = None
+"""
+
+
+def without_optional_packages(tmp: Path) -> dict[str, str]:
+    """The environment of a subprocess in which none of OPTIONAL can be imported."""
+    site = tmp / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(UNIMPORTABLE.format(names=OPTIONAL))
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
 CHECKOUT_FILES = (
     ROOT / "dcclib" / "measured_defaults.json",
     ROOT / "reports" / "performance.md",
@@ -45,16 +85,19 @@ def checkout_state() -> dict[str, object]:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     tmp = tmp_path_factory.mktemp("gpu-check")
-    out, defaults = tmp / "jsonl", tmp / "defaults.json"
+    out, defaults, md = tmp / "jsonl", tmp / "defaults.json", tmp / "performance.md"
+    md.write_text("# Performance\n")
+    env = without_optional_packages(tmp)
     before = checkout_state()
     tic = time.monotonic()
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--device", "cpu"]
     proc = subprocess.run(
-        [*cmd, "--out", str(out), "--defaults-file", str(defaults)],
+        [*cmd, "--out", str(out), "--defaults-file", str(defaults), "--performance-md", str(md)],
         capture_output=True,
         text=True,
         timeout=900,
         cwd=ROOT,
+        env=env,
     )
     seconds = time.monotonic() - tic
     files = sorted(out.glob("gpu_check-*.jsonl"))
@@ -66,6 +109,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         rows=rows,
         out=out,
         defaults=defaults,
+        md=md,
+        env=env,
         before=before,
         after=checkout_state(),
     )
@@ -81,6 +126,30 @@ def test_the_tiny_check_finishes_and_writes_only_where_it_is_told(tiny):
     assert tiny.after == tiny.before  # nothing in reports/ or dcclib/ of the checkout changed
     assert all(r["check"] == "gpu_check" and r["run"] == tiny.rows[0]["run"] for r in tiny.rows)
     print(f"tiny gpu-check: {tiny.seconds:.1f} s")
+
+
+def test_the_tiny_check_needs_none_of_the_optional_packages(tiny):
+    """The run above had none of OPTIONAL importable, and still did everything: its JSON lines, its
+    decisions in the defaults file, and the GPU section of the markdown it was given."""
+    probe = (
+        "import importlib, importlib.util\n"
+        f"for name in {OPTIONAL!r}:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ModuleNotFoundError:\n"
+        "        assert importlib.util.find_spec(name) is None, name\n"
+        "        print(name)\n"
+    )
+    got = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=tiny.env, cwd=ROOT
+    )
+    assert got.returncode == 0 and got.stdout.split() == list(OPTIONAL), got.stderr[-2000:]
+    assert tiny.proc.returncode == 0, tiny.proc.stderr[-3000:]
+    assert len(tiny.files) == 1 and rows_of(tiny, "run", "end")
+    assert set(json.loads(tiny.defaults.read_text())) == {"cpu-tiny"}
+    text = tiny.md.read_text()
+    assert text.startswith("# Performance\n") and text.count(summarise.GPU_BEGIN) == 1
+    assert f"updated {tiny.md}" in tiny.proc.stdout
 
 
 def test_every_section_is_present_with_results_or_a_recorded_error(tiny):
