@@ -7,6 +7,10 @@ class UserError(Exception):
     The message is a complete one-line sentence that says what is wrong and how to fix it.
     """
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows when this is raised in a notebook cell: the one line, no traceback."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class DivergedError(UserError):
     """The optimisation produced NaN or infinity: the message names the outer iteration, the

@@ -37,7 +37,6 @@ repository root, and so is every path in the records and the index (``dcclib.lab
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
@@ -49,6 +48,7 @@ from typing import NoReturn
 
 from dcclib import io
 from dcclib.errors import UserError
+from dcclib.lab.parameters import check, notebook_declared
 from dcclib.lab.portable import portable, portable_path, portable_text, write_portable_notebook
 from dcclib.lab.profile_choice import AUTO, fetch_datasets, resolve_profile
 from dcclib.lab.profiles import PROFILES
@@ -88,37 +88,26 @@ def select(notebooks: list[Path], only: str | None) -> list[Path]:
 
 
 def notebook_parameters(notebook: Path) -> list[str]:
-    """The names assigned in `notebook`'s cell tagged "parameters" (what papermill can set)."""
-    try:
-        cells = json.loads(notebook.read_text())["cells"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"cannot read notebook {notebook} ({exc})") from None
-    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not tagged:
-        return []
-    source = tagged[0]["source"]
-    try:
-        tree = ast.parse(source if isinstance(source, str) else "".join(source))
-    except SyntaxError as exc:
-        raise UserError(f"the parameters cell of {notebook} is not valid Python ({exc.msg})") from None
-    names: list[str] = []
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
-    return names
+    """The names declared in `notebook`'s cell tagged "parameters" (what papermill can set)."""
+    return list(notebook_declared(notebook))
 
 
-def check_parameters(notebooks: list[Path], params: dict) -> None:
+def check_parameters(notebooks: list[Path], params: dict) -> dict[str, dict]:
     """Every given parameter is one of each notebook's (papermill would only warn and run on
-    with the default); the runner's own (profile, device, data_root) go wherever they are used."""
+    with the default), of its declared type and in its range (``dcclib.lab.parameters``, the
+    check each notebook also runs itself); the runner's own (profile, device, data_root) go
+    wherever they are declared. Returns each notebook's values as they read."""
+    out = {}
     for nb in notebooks:
-        known = notebook_parameters(nb)
-        unknown = sorted(set(params) - set(known) - set(RUNNER_PARAMETERS))
+        declared = notebook_declared(nb)
+        unknown = sorted(set(params) - set(declared) - set(RUNNER_PARAMETERS))
         if unknown:
             raise UserError(
                 f"notebook {nb.stem} has no parameter {', '.join(map(repr, unknown))}; its parameters are "
-                f"{', '.join(known) or 'none'} (choose notebooks with --only)"
+                f"{', '.join(declared) or 'none'} (choose notebooks with --only)"
             )
+        out[nb.stem] = check({k: v for k, v in params.items() if k in declared}, declared, f"notebook {nb.stem}")
+    return out
 
 
 def parse_param(text: str) -> tuple[str, object]:
