@@ -297,6 +297,24 @@ def test_outputs_without_paper_numbers_are_shown():
     }
 
 
+def test_a_figure_whose_data_are_missing_has_an_index_row_and_no_picture(tmp_path):
+    meta = {
+        "notebook": "07_figure5_automobile",
+        "profile": "cpu",
+        "device": "cpu",
+        "output_dir": str(tmp_path),
+    }
+    meta["data"] = ["Automobile: not available here"]
+    writers.write_not_run("figure", "07_figure5", "Figure 5: synthetic images", meta)
+    assert not (tmp_path / "figures").exists()
+    index = report_index.write_index(tmp_path).read_text()
+    cmd = "python -m dcclib.lab.reports --profile cpu --only 07 --data-root DIR"
+    status = f"not run (no data here for Automobile): `{cmd}`"
+    row = f"| figure: Figure 5: synthetic images | 07_figure5_automobile | {status} |"
+    assert row in index
+    assert "not drawn" in index and "![" not in index
+
+
 # ------------------------------------------------------------------------------------- costs
 def test_costs_table_notebook_by_profile():
     costs = report_index.update_costs({}, "04_table2", "smoke", 47.6, "cpu: 2 cores", "2026-11-29")

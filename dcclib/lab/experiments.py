@@ -398,6 +398,12 @@ class Lab:
             return []
         return writers.write_figure(fig, self._stem(name), title, self._meta(data, status))
 
+    def record_not_run(self, kind: str, name: str, title: str, data: list[str]) -> None:
+        """List a table or figure that cannot be made here (`data`: labels saying "not available
+        here") in the index as not run, with the command that runs it; nothing is drawn."""
+        if self.planner is None:
+            writers.write_not_run(kind, self._stem(name), title, self._meta(data))
+
     def _stem(self, name: str) -> str:
         return f"{self.notebook.split('_')[0]}_{name}"
 

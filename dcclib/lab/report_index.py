@@ -115,6 +115,8 @@ def _cell(text: str) -> str:
 
 
 def _stem(rec: dict) -> str:
+    if rec.get("stem"):  # a record without files (``write_not_run``)
+        return rec["stem"]
     return Path(rec["files"][0]).stem if rec.get("files") else ""
 
 
@@ -207,10 +209,10 @@ def write_index(out: Path) -> Path:
     for kind, heading in (("table", "Tables"), ("figure", "Figures")):
         lines += ["", f"## {heading}", ""]
         for r in (r for r in recs if r["kind"] == kind):
-            links = " · ".join(f"[{Path(f).suffix[1:]}]({f})" for f in r["files"])
+            links = " · ".join(f"[{Path(f).suffix[1:]}]({f})" for f in r["files"]) or "not drawn"
             lines += [f"### {r['title']}", "", f"{labels_line(r)} · notebook {r['notebook']} · {links}", ""]
             lines += [f"status: {statuses[id(r)]['text']}", ""]
-            if kind == "figure":
+            if kind == "figure" and r["files"]:
                 lines += [f"![{r['title']}]({r['files'][0]})", ""]
     others = sorted(p for p in out.rglob("*.md") if p.parent.name != "tables" and p.name != "index.md")
     if others:

@@ -106,7 +106,9 @@ def check_parameters(notebooks: list[Path], params: dict) -> dict[str, dict]:
                 f"notebook {nb.stem} has no parameter {', '.join(map(repr, unknown))}; its parameters are "
                 f"{', '.join(declared) or 'none'} (choose notebooks with --only)"
             )
-        out[nb.stem] = check({k: v for k, v in params.items() if k in declared}, declared, f"notebook {nb.stem}")
+        out[nb.stem] = check(
+            {k: v for k, v in params.items() if k in declared}, declared, f"notebook {nb.stem}"
+        )
     return out
 
 

@@ -278,6 +278,13 @@ def write_table(df: pd.DataFrame, view: pd.DataFrame, stem: str, title: str, met
     return [md, csv]
 
 
+def write_not_run(kind: str, stem: str, title: str, meta: dict) -> dict:
+    """A record only, for a table or figure whose data are not here: nothing is drawn, and the
+    index lists it as not run with the command that runs it (``data_status``)."""
+    status = data_status(meta.get("data") or [], meta.get("profile"), meta.get("notebook"))
+    return _record(Path(meta["output_dir"]), stem, kind, title, [], {**meta, "stem": stem, "status": status})
+
+
 def write_figure(fig: Figure, stem: str, title: str, meta: dict) -> list[Path]:
     """figures/<stem>.png and .svg (written atomically)."""
     out = Path(meta["output_dir"])
