@@ -114,8 +114,15 @@ class Lab:
         return (
             f"profile {p.name} | device {self.device.type} | runs per cell {p.num_runs} | "
             f"networks per run {p.num_nets} | evaluation epochs {epochs} | seed {self.seed} | "
-            f"stand-in rule {self.stand_in!r} | dcclib {dcclib.__version__}"
+            f"{self._stand_in_words()} | dcclib {dcclib.__version__}"
         )
+
+    def _stand_in_words(self) -> str:
+        """The `stand_in` setting in words (the header's data rule)."""
+        if self.stand_in == "auto" and self.profile.name != "smoke" or not self.stand_in:
+            return "data: the paper's datasets, no stand-ins"
+        name = self.profile.default_dataset if self.stand_in == "auto" else self.stand_in
+        return f"data: {name} stands in for the paper's datasets"
 
     def plan(self, paper: dict, reduced: dict[str, dict] | None = None, **given: list | None) -> dict:
         """What the notebook runs, list by list: a list the user `given` runs as given; one left
