@@ -65,6 +65,7 @@ def alignment_point(
     if record is not None:
         lab.log.append(f"reused  alignment point {record['key']} ({method}, run {run}, {feature.model})")
         return record["result"]
+    lab.store.may_compute(config, f"the alignment point ({method}, run {run}, {feature.model})")
     tic = time.perf_counter()
     images, labels, data = lab.synthetic_set(paper, method, ipc, run, **overrides)
     net, meta, hit = load_or_train_feature_network(feature, data, cache_dir)
@@ -124,6 +125,7 @@ def velocity_experiment(
     if record is not None:
         lab.log.append(f"reused  velocity trace {record['key']} ({method})")
         return VelocityTrace.from_result(record["result"]), cfg
+    lab.store.may_compute(config, f"the velocity trace ({method})")
     tic = time.perf_counter()
     trace, _ = track_velocity(cfg, lab.data(use.name), kind, lag, progress=lab.progress)
     seconds = time.perf_counter() - tic
@@ -158,6 +160,7 @@ def _memory_set(
     if loaded is not None:
         lab.log.append(f"reused  memory {record['key']} ({method}, {task.name})")
         return loaded[0].to(task.device), loaded[1].to(task.device), config
+    lab.store.may_compute(config, f"the {method} memory of {task.name}")
     tic = time.perf_counter()
     out = condense(cfg, task, progress=lab.progress)
     record = lab.store.put(
@@ -212,6 +215,7 @@ def continual_experiment(
     if record is not None:
         lab.log.append(f"reused  continual run {record['key']} ({cfg.method}, run {run})")
         return ContinualResult(**{k: v for k, v in record["result"].items() if k != "average"})
+    lab.store.may_compute(config, f"the continual run ({cfg.method}, run {run})")
     memories = None
     if condenses(cfg.method):
         memories = [

@@ -63,6 +63,7 @@ def _condense_snapshots(lab: Lab, paper: str, method: str, study: Study, configs
     missing = [k for k, c in configs.items() if lab.store.exact(c) is None]
     if not missing:
         return
+    lab.store.may_compute(configs[missing[0]], f"the {paper} {method} snapshot at K_o {missing[0]}")
     data = lab.data(lab.use(paper).name)
     full = configs[study.longest]
     cfg = CondenseConfig(**full["config"])
@@ -91,6 +92,7 @@ def _evaluation(
     record = lab.store.get(config)
     if record is not None or not compute:
         return record
+    lab.store.may_compute(config, f"the evaluation of {paper} {method}")
     shared = _twin_evaluation(lab, paper, method, study, set_cfg, run)
     if shared is not None:  # still in the warm-up: the class-wise twin's very set, evaluated once
         return lab.store.put(config, shared)

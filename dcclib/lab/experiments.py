@@ -281,6 +281,7 @@ class Lab:
             if loaded is not None:
                 self.log.append(f"reused  set {record['key']} ({config['method']}, ipc {config['ipc']})")
                 return loaded[0].to(data.device), loaded[1].to(data.device)
+        self.store.may_compute(config, f"the {config['method']} set (ipc {config['ipc']})")
         tic = time.perf_counter()
         if config["kind"] == "select":
             images, labels = random_subset(data, config["ipc"], config["seed"])
@@ -336,6 +337,7 @@ class Lab:
         if record is not None:
             self.log.append(f"reused  evaluation {record['key']} ({method}, ipc {ipc}, {model})")
             return record, _stale(record)
+        self.store.may_compute(config, f"the evaluation of {method} (ipc {ipc}, {model})")
         data = self.data(use.name)
         images, labels = self._set(set_cfg, data, exact=True)  # a new result never rests on a stale set
         ev = self.eval_settings(set_cfg, model, run)

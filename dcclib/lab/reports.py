@@ -1,7 +1,7 @@
 """The main job: execute every notebook headlessly into a reports folder, then write its index.md.
 
     python -m dcclib.lab.reports [--profile auto|smoke|cpu|quick|paper] [--only 03,04] [--data-root DIR]
-                                 [--publish]
+                                 [--publish] [--render-only]
 
 Where: reports/local/ (git-ignored) unless told otherwise ($DCC_REPORTS_DIR or --output), so a rerun
 never overwrites the reports the project ships in reports/; ``--publish`` writes there, and is
@@ -60,7 +60,7 @@ from dcclib.lab.report_index import (
     update_costs,
     write_index,
 )
-from dcclib.lab.store import RESULTS_ENV, allow_stale_results, repo_root
+from dcclib.lab.store import RENDER_ONLY_ENV, RESULTS_ENV, allow_stale_results, repo_root
 from dcclib.lab.writers import REPORTS_ENV, default_reports_dir, shipped_reports_dir
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -350,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also save the executed smoke notebooks into notebooks/ (nbval references; profile smoke)",
     )
     ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help=f"compute nothing: show what the results store holds; a missing result stops that "
+        f"notebook with one line (${RENDER_ONLY_ENV}=1 for the kernels)",
+    )
+    ap.add_argument(
         "--allow-stale",
         action="store_true",
         help="reuse results of older algorithm versions (every table built from them says so)",
@@ -358,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         args = ap.parse_args(argv)
         if args.allow_stale:
             allow_stale_results()
+        if args.render_only:
+            os.environ[RENDER_ONLY_ENV] = "1"
         params = dict(parse_param(p) for p in args.param)
         if args.device:
             params["device"] = args.device

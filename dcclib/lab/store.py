@@ -27,6 +27,10 @@ its name. A machine without the data (which cannot compute the source fingerprin
 what a machine with the data stored, via ``find_requested``; the record then names its source.
 
 ``<root>/.jobs/<key>.json`` keeps what a sweep knows of a job (running, failed with its error).
+
+``DCC_RENDER_ONLY=1`` (the reports runner's ``--render-only``) makes a store refuse to let anything
+be computed (``may_compute``): a notebook then shows what the store holds, or stops with one line
+naming what is missing. The tests re-render the shipped reports this way.
 """
 
 from __future__ import annotations
@@ -53,6 +57,16 @@ TENSOR_LIMIT_ENV = "DCC_MAX_TENSOR_MB"  # overrides it (0: no limit; what a swee
 RECORD_VERSION = 1
 VERSION_FIELDS = ("algorithm", "dcclib")  # what --allow-stale ignores when matching a config
 JOBS_DIR = ".jobs"
+RENDER_ONLY_ENV = "DCC_RENDER_ONLY"  # 1: show what the store holds, compute nothing
+
+
+class NotStoredError(UserError):
+    """A result that is not in the store while computing is forbidden ($DCC_RENDER_ONLY)."""
+
+
+def render_only() -> bool:
+    """$DCC_RENDER_ONLY is 1/true/yes: nothing may be computed, only read from the store."""
+    return os.environ.get(RENDER_ONLY_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def repo_root() -> Path | None:
@@ -180,6 +194,16 @@ class ResultStore:
         any field, e.g. a hash collision or a hand-edited file, counts as missing)."""
         record = self._read(self.path(config))
         return record if record is not None and record.get("config") == canonical(config) else None
+
+    def may_compute(self, config: dict, what: str) -> None:
+        """Called before computing `what` (not found in the store): a NotStoredError when
+        $DCC_RENDER_ONLY forbids computing."""
+        if render_only():
+            raise NotStoredError(
+                f"{what} is not in the results store {self.root} (key {config_key(config)}, "
+                f"profile {config.get('profile')}) and ${RENDER_ONLY_ENV} forbids computing it; "
+                "fill the store first (dcc sweep, or the runner without --render-only)"
+            )
 
     def get(self, config: dict) -> dict | None:
         """`exact`, or with allow_stale the newest record of an older algorithm version (marked)."""
