@@ -136,6 +136,20 @@ def test_the_notebook_check_reads_the_names_papermill_injected():
         check_notebook_parameters(ns)
 
 
+def test_the_check_reads_annotations_quoted_twice_as_under_pep_563():
+    ns = {"__annotations__": {"device": "'Optional[str]'", "ipcs": "'Optional[list[int]]'"}, "In": []}
+    check_notebook_parameters({**ns, "device": None, "ipcs": "10"})
+    with pytest.raises(UserError, match="device wants"):
+        check_notebook_parameters({**ns, "device": "gpu", "ipcs": None})
+
+
+def test_the_sweep_plans_a_notebook_through_its_parameter_check(tmp_path):
+    from dcclib.lab.sweep import plan
+
+    sweep = plan("smoke", only="02", results=tmp_path / "results")
+    assert sweep.jobs() and all(j.state != "failed" for j in sweep.jobs())
+
+
 def test_the_runner_checks_types_per_notebook_before_anything_runs():
     assert check_parameters([NB12], {"groups": "automobile", "profile": "cpu"})[NB12.stem] == {
         "groups": ["automobile"],

@@ -159,6 +159,8 @@ def _value(param: Parameter, value: Any, where: str) -> Any:
         return value
     try:
         spec = ast.parse(param.annotation, mode="eval").body
+        if isinstance(spec, ast.Constant) and isinstance(spec.value, str):  # quoted twice (PEP 563)
+            spec = ast.parse(spec.value, mode="eval").body
     except SyntaxError:
         raise UserError(
             f"{where}: parameter {param.name} has an unreadable type '{param.annotation}'"

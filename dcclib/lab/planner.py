@@ -337,7 +337,8 @@ def _run_cells(path: Path, parameters: dict) -> None:
             if cell.get("cell_type") != "code":
                 continue
             source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-            exec(compile(source, f"{path.name}, cell {i}", "exec"), namespace)
+            # dont_inherit: the cell compiles as in a kernel, not under this module's PEP 563 import
+            exec(compile(source, f"{path.name}, cell {i}", "exec", dont_inherit=True), namespace)
             if "parameters" in cell.get("metadata", {}).get("tags", []):
                 namespace.update(parameters)
     finally:
