@@ -5,7 +5,10 @@ process is gone (same host, pid not alive: a kill -9, a power cut) is stale and 
 a note; the check-and-take-over runs under an flock of the folder, so two processes cannot
 both take over the same stale lock (an flock goes away with its process: nothing stays stuck).
 A lock held by a live process, or by another host (which this one cannot check), is refused
-with one line that names the owner and the file to remove if that owner is gone.
+with one line that names the owner and the file to remove if that owner is gone. Under Slurm the
+lock also names its job: a lock of another host is stale when that job is this very job (a former
+run of it, requeued here after its node was lost: Slurm runs a job once at a time) or when the
+queue no longer lists it.
 """
 
 from __future__ import annotations
@@ -74,13 +77,13 @@ def _folder_mutex(folder: Path) -> Iterator[None]:
 
 def _acquire(lock: Path) -> str:
     """Create `lock` for this process (taking over a stale one); its contents, to release it."""
-    mine = json.dumps(
-        {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-    )
+    owner = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    job = _slurm_job()
+    mine = json.dumps({**owner, "slurm_job": job} if job else owner)
     with _folder_mutex(lock.parent):
         _check_kind(lock)
         if _create(lock, mine):
@@ -169,7 +172,7 @@ def _stale(owner: dict) -> bool:
     if type(pid) is not int or pid <= 0:
         return True
     if owner.get("host") != socket.gethostname():
-        return False  # another machine's process cannot be checked from here
+        return _slurm_job_gone(owner.get("slurm_job"))  # its process cannot be checked from here
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
@@ -177,6 +180,21 @@ def _stale(owner: dict) -> bool:
     except PermissionError:
         return False  # alive, owned by another user
     return False
+
+
+def _slurm_job() -> str | None:
+    from dcclib.lab.slurm_state import job_here
+
+    return job_here()
+
+
+def _slurm_job_gone(job: object) -> bool:
+    """The lock's Slurm job is this one (a former run of it) or no longer queued (see the doc)."""
+    if not isinstance(job, str) or not job:
+        return False
+    from dcclib.lab import slurm_state
+
+    return job == slurm_state.job_here() or slurm_state.job_gone(job, slurm_state.queue()) is True
 
 
 def _release(lock: Path, mine: str) -> None:

@@ -113,3 +113,36 @@ def test_a_good_site_file_still_plans(tmp_path, capsys):
     argv = ["--plan", "--summary", "--notebooks", str(nb), "--results", str(tmp_path / "r")]
     assert sweep.main([*argv, "--executor", "slurm", "--slurm-config", str(site), "--time", "1-2"]) == 0
     assert "| 50_tiny | 6 |" in capsys.readouterr().out
+
+
+def test_a_running_note_of_a_job_killed_from_outside_is_shown_failed(tmp_path, capsys, monkeypatch):
+    """A job killed from outside (kill -9, scancel, a lost node) never notes its end: --status
+    checks the note against this host's processes and the Slurm queue before showing it."""
+    import os
+    import socket
+    import subprocess
+
+    from dcclib.lab import slurm_state
+    from dcclib.lab.store import ResultStore
+
+    nb = _notebook(tmp_path / "nb").parent
+    argv = ["--status", "--notebooks", str(nb), "--results", str(tmp_path / "r")]
+    keys = [j.key for j in sweep.plan("smoke", results=tmp_path / "r", notebooks=nb).jobs()]
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    store = ResultStore(tmp_path / "r")
+    here = {"status": "running", "host": socket.gethostname(), "label": "x"}
+    store.note_job(keys[0], **here, pid=dead.pid)  # a pool or Ray worker killed with SIGKILL
+    store.note_job(keys[1], **here, pid=os.getpid())  # alive: still running
+    store.note_job(keys[2], **here, pid=dead.pid, slurm_job="777_1")  # a Slurm task the queue lost
+    store.note_job(keys[3], status="running", host="elsewhere", pid=1, label="x")  # cannot say
+    monkeypatch.setattr(slurm_state, "queue", lambda: {"777_2": "RUNNING"})
+    assert sweep.main(argv) == 1
+    out = capsys.readouterr().out
+    assert f"its process {dead.pid} on {socket.gethostname()} is gone" in out
+    assert "Slurm job 777_1 is no longer in the queue and stored no result" in out
+    assert out.count("FAILED ") == 2 and out.count("\nrunning ") == 2
+    assert [store.job_note(k)["status"] for k in keys[:4]] == ["failed", "running", "failed", "running"]
+    monkeypatch.setattr(slurm_state, "queue", lambda: None)  # no squeue here: the host's pids decide
+    store.note_job(keys[2], status="running", slurm_job="777_1", pid=os.getpid())
+    assert sweep.main(argv) == 1 and store.job_note(keys[2])["status"] == "running"

@@ -51,7 +51,7 @@ def dead(note: dict, queue: dict[str, str] | None) -> str | None:
         if slurm_state.job_gone(job, queue):
             state = (queue or {}).get(job)
             how = f"ended as {state}" if state else "is no longer in the queue"
-            return f"Slurm job {job} {how} without a result (cancelled, killed or its node lost)"
+            return f"Slurm job {job} {how} and stored no result (cancelled, killed or its node lost)"
         if queue is not None:
             return None
     if note.get("host") == socket.gethostname() and not pid_alive(note.get("pid")):
