@@ -252,8 +252,10 @@ def test_render_only_computes_nothing_and_names_what_is_missing(tmp_path, monkey
     first = _lab(tmp_path, data).cell("table2", "tiny", "random", 1)  # stored while computing is allowed
     monkeypatch.setenv(store.RENDER_ONLY_ENV, "1")
     assert _lab(tmp_path, data).cell("table2", "tiny", "random", 1).accuracies == first.accuracies
-    with pytest.raises(store.NotStoredError, match="not in the results store .* forbids computing"):
-        _lab(tmp_path, data).cell("table2", "tiny", "dc", 1)  # the set is not stored
+    with pytest.raises(
+        store.NotStoredError, match="the dc set .* not in the results store .* forbids computing"
+    ):
+        _lab(tmp_path, data).synthetic_set("tiny", "dc", 1)  # the set is not stored
     with pytest.raises(store.NotStoredError, match="the evaluation of random"):
         _lab(tmp_path, data).cell("table2", "tiny", "random", 1, model="lenet")
     assert not list((tmp_path / "results").rglob("condense-*.json"))  # nothing was computed
