@@ -7,6 +7,8 @@ selection``); KIP learns a support set by kernel ridge regression (``dcclib.anal
 first N training images per class) and makes, stores and evaluates the sets. Every set and
 evaluation is kept in the Lab's results store under its full config; Random's key is the one
 ``Lab.set_config`` gives (notebook 04 shares those sets). GraNd/EL2N scores are cached on disk.
+Where $DCC_RENDER_ONLY forbids computing, a set or evaluation missing from the store stops the
+run with one line (``ResultStore.may_compute``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dcclib.errors import UserError
 from dcclib.evaluate import evaluate_set, random_subset
 from dcclib.fingerprint import ALGORITHM_VERSION
 from dcclib.lab.cells import Cell, DataUse
+from dcclib.lab.store import NotStoredError
 
 if TYPE_CHECKING:  # for the hints only
     from dcclib.lab.experiments import Lab
@@ -252,6 +255,7 @@ class SelectionKIP:
         loaded = lab.store.load_set(config, record) if record is not None else None
         if loaded is not None:
             return loaded[0].to(data.device), loaded[1].to(data.device), record
+        lab.store.may_compute(config, f"the {method} set (ipc {ipc})")
         tic = time.perf_counter()
         images, labels, result = self.make_set(d, method, ipc, run)
         meta = {
@@ -314,6 +318,7 @@ class SelectionKIP:
         if record is not None:
             lab.log.append(f"reused  evaluation {record['key']} ({method}, ipc {ipc}, {model})")
             return record
+        lab.store.may_compute(ev_config, f"the evaluation of {method} (ipc {ipc}, {model})")
         images, labels, _ = self.stored_set(d, method, ipc, run)
         ev = lab.profile.eval_config((model,), seed=lab.seed + run)
         tic = time.perf_counter()
@@ -336,6 +341,8 @@ class SelectionKIP:
                 for m in plan["methods"]:
                     try:
                         cells.append(self.cell(d, m, ipc))
+                    except NotStoredError:  # computing is forbidden ($DCC_RENDER_ONLY): stop
+                        raise
                     except UserError as exc:
                         why_not[(self.lab.use(d).paper, m, ipc)] = str(exc)
                         cells.append(Cell("table2", self.uses[d], m, ipc, self.settings.eval_model, "-"))
