@@ -11,6 +11,9 @@ one image. The loop counts are those of the code:
 - a continual run: ``epochs`` passes over every task (+ the replayed batch after the first),
   and the condensation of the memories of every task but the last.
 
+Notebook 13's convergence study runs in the notebook, not as sweep jobs: ``study_flops`` prices it
+by the same count.
+
 GPU-hours divide by an achieved throughput: measured by the GPU benchmarks (JSON lines under
 ``reports/perf_gpu/`` with ``"bench": "condense"`` and ``"achieved_flops_per_s"``), or until then
 ``ASSUMED_FLOPS_PER_S``. Jobs are whole units (one GPU each), so the wall-clock time on G GPUs
@@ -140,6 +143,37 @@ def continual_flops(config: dict, tasks: list[Shape], memory_cfg: dict | None) -
         if memory_cfg is not None and i < len(tasks) - 1:
             total += condense_flops(memory_cfg, task)
     return total
+
+
+def study_flops(profile: str) -> float:
+    """FLOPs of notebook 13's convergence study at `profile` (``dcclib.lab.convergence.STUDIES``),
+    which `dcc sweep --plan` does not count (the notebook runs it itself): per (dataset, method),
+    one condensation run of the study's longest K_o at the profile's per-step settings, and an
+    evaluation of its set at every point (counted even where a warm-up point reuses its twin's)."""
+    from dataclasses import asdict, replace
+
+    from dcclib.condense import CondenseConfig
+    from dcclib.lab.convergence import STUDIES
+    from dcclib.lab.profiles import get_profile
+
+    prof = get_profile(profile)
+    total = 0.0
+    for study in STUDIES[profile]:
+        longer = replace(prof, outer_iterations=study.longest)
+        for paper, method in study.runs:
+            name = prof.dataset_for(paper)
+            shape = shape_of(name)
+            cfg = longer.condense_config(CondenseConfig(dataset=name, method=method, ipc=study.ipc))
+            total += condense_flops(asdict(cfg), shape)
+            ev = {"models": [study.model], "num_nets": prof.num_nets, "epochs": prof.eval_epochs}
+            config = {"eval": ev, "set": {"ipc": study.ipc, "method": method, "dataset": {"name": name}}}
+            total += len(study.points) * evaluation_flops(config, shape)
+    return total
+
+
+def hours_note(rate: float, source: str) -> str:
+    """The line that goes directly above every table of GPU times: the throughput they divide by."""
+    return f"GPU times below: FLOP / {rate / 1e12:.1f} TFLOP/s per GPU; throughput {source}"
 
 
 def throughput(perf_dir: Path | None = None) -> tuple[float, str]:

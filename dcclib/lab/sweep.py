@@ -260,11 +260,16 @@ def show_plan(sweep: Sweep, rate: float, source: str, cluster: int, jobs: bool =
             flops = "?" if math.isnan(j.flops) else cost.human_flops(j.flops)
             out.append(f"{j.notebook[:2]:3s} {j.stage:<5d} {j.kind:9s} {j.state:8s} {flops:>8s} {hours:>7s}  "
                        f"{j.label} [{j.key[:10]}]{also}")  # fmt: skip
-    out += ["", _table(summary(sweep, rate, cluster))]
+    out += ["", cost.hours_note(rate, source), _table(summary(sweep, rate, cluster))]
     for p in sweep.plans:
         if p.error:
             out.append(f"PLAN INCOMPLETE {p.notebook}: {p.error}")
-    out += [f"not swept: {n}: {why}" for n, why in sweep.skipped.items()]
+    for n, why in sweep.skipped.items():
+        if n == "13_convergence":  # its own runs: priced here by the same model, not in the tables
+            flops = cost.study_flops(sweep.profile)
+            hours = duration(flops / rate / 3600)
+            why += f"; its study at {sweep.profile}: {cost.human_flops(flops)} FLOP, {hours} on 1 GPU"
+        out.append(f"not swept: {n}: {why}")
     if any(j.state == "no data" for j in sweep.jobs()):
         out.append("no data: the data of these jobs are not here (placeholder shapes; keys provisional)")
     return "\n".join(out)
@@ -297,7 +302,10 @@ def cost_table(notebooks: Path | None = None, parameters: dict | None = None, cl
                 rows.append(
                     {"notebook": r["notebook"], "profile": profile, **{v: r[k] for k, v in names.items()}}
                 )
-    return f"{_table(rows)}\n\nThroughput: {source}. Written by `python -m dcclib.lab.sweep --cost-table`."
+    return (
+        f"{cost.hours_note(rate, source)}\n\n{_table(rows)}\n\n"
+        "Written by `python -m dcclib.lab.sweep --cost-table`."
+    )
 
 
 # ------------------------------------------------------------------------------------------ CLI
