@@ -111,3 +111,61 @@ def test_choose_prefers_the_users_value_then_the_profiles():
     assert lab.choose("lenet", "convnet", smoke="convnet_w32") == "lenet"
     assert _lab("paper").choose(None, "convnet", smoke="convnet_w32") == "convnet"
     assert lab.choose(0, 5, smoke=2) == 0  # a given falsy value still counts as given
+
+
+def test_quick_profile_is_pinned_and_says_its_reductions():
+    """quick is sized to about one GPU-hour for `make reports` (README: *What it costs*): K_o 200 of
+    the paper's 1000 and otherwise the paper's loops, 2 runs x 5 networks. Changing one changes
+    every quick result's key and the plan's cost: change the README's cost table with it."""
+    p = get_profile("quick")
+    one = p.condense_config(CondenseConfig(method="dcc", ipc=1))
+    assert (one.outer_iterations, one.gamma_outer, one.inner_iterations, one.gamma_inner, one.net_epochs) == (
+        200,
+        50,
+        10,
+        10,
+        5,
+    )
+    ten = p.condense_config(CondenseConfig(method="dcc", ipc=10))
+    assert (ten.inner_iterations, ten.net_epochs, ten.batch_real) == (10, 50, 256)
+    assert (p.max_inner_iterations, p.max_net_epochs, p.batch_real) == (None, None, None)
+    assert (p.num_runs, p.num_nets, p.eval_epochs, p.device) == (2, 5, None, "auto")
+    assert p.default_dataset == "cifar10"
+    text = p.reductions()
+    for part in (
+        "K_o 200 of 1000",
+        "gamma_o 50 (paper 250)",
+        "K_i as the paper",
+        "T as the paper",
+        "256 real/class",
+        "2 run(s) x 5 networks",
+        "E as the protocol",
+    ):
+        assert part in text
+
+
+def test_quick_is_about_one_gpu_hour_by_the_cost_model(tmp_path):
+    """Every notebook planned at quick (as `dcc sweep --plan --profile quick` does, on an empty store
+    and without data: placeholder shapes), each job once: 0.5 to 1.5 hours on one GPU at the assumed
+    throughput, with the cells of the paper's claims in it. Notebook 13's study, which the sweep
+    does not plan, is priced apart. Plans nine notebooks: about half a minute on 2 cores."""
+    from dcclib.lab import cost, sweep
+
+    (tmp_path / "data").mkdir()
+    s = sweep.plan("quick", parameters={"data_root": str(tmp_path / "data")}, results=tmp_path / "results")
+    assert not [p.notebook for p in s.plans if p.error]
+    jobs = s.jobs()
+    hours = sum(j.flops for j in jobs) / cost.ASSUMED_FLOPS_PER_S / 3600
+    assert 0.5 <= hours <= 1.5, f"quick plans {hours:.2f} GPU-hours at the assumed throughput"
+    labels = {j.label for j in jobs}
+    for ipc in (1, 10):  # Table 2 on CIFAR-10 (notebook 04)
+        for method in ("dc", "dsa", "dcc", "dsac"):
+            assert f"cifar10 {method} ipc {ipc} run 1" in labels
+    for method in ("dc", "dcc"):  # Table 1, one fine-grained group (notebook 03)
+        assert f"imagenet32-automobile {method} ipc 10 run 0" in labels
+    for method in ("dcc", "dsac"):  # Table 4's warm-up ablation on CIFAR-10
+        assert f"cifar10 {method} ipc 1 run 0 warmup=none" in labels
+    kinds = {j.kind for j in jobs}
+    assert {"velocity", "alignment"} <= kinds  # Figures 4 and 6
+    study = cost.study_flops("quick") / cost.ASSUMED_FLOPS_PER_S / 3600
+    assert 0 < study <= 0.25, f"notebook 13's quick study: {study:.2f} GPU-hours"
