@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dcclib.lab import cli, cost, executors, experiments, planner, sweep, writers
+from dcclib.lab import cli, cost, executors, experiments, job_run, planner, sweep, writers
 from dcclib.lab.store import ResultStore
 
 PARAMETERS = """profile = "smoke"
@@ -330,3 +330,38 @@ def test_a_notebook_that_fails_while_planning_is_reported_with_its_cell(notebook
     assert len(s.jobs()) == 6  # what it asked for before the error is still planned
     assert sweep.main(["--plan", "--notebooks", str(notebooks), "--results", str(tmp_path / "r")]) == 1
     assert "PLAN INCOMPLETE 50_tiny" in capsys.readouterr().out
+
+
+def test_a_worker_runs_a_set_or_an_evaluation_from_its_config_without_the_notebook(tmp_path, monkeypatch):
+    folder = tmp_path / "nb"
+    path = _notebook(folder)
+    nb = json.loads(path.read_text())  # the tiny notebook at the named profile smoke, on a loadable dataset
+    nb["cells"][1]["source"] = (
+        "from dcclib.lab.experiments import Lab\n"
+        'lab = Lab("50_tiny", profile="smoke", seed=seed, threads=1, stand_in=None, data_root=data_root)\n'
+    )
+    nb["cells"][2]["source"] = 'cells = [lab.cell("table2", "embedded-mnist", m, 1) for m in methods]\n'
+    path.write_text(json.dumps(nb))
+    local = _plan(folder, tmp_path / "local", methods=["random"])  # a set and its evaluation (seconds)
+    assert [o["status"] for o in sweep.run(local, "local", executors.Options())] == ["done"] * 2
+    s = _plan(folder, tmp_path / "direct", methods=["random"])
+    specs = {j.key: s.spec(j) for j in s.jobs()}
+    assert len(specs) == 2 and all(spec.get("direct") for spec in specs.values())  # sets and evaluations
+    json.dumps(list(specs.values()))  # plain data: it travels to other processes and hosts
+
+    def replanned(*args, **kwargs):
+        raise AssertionError("the worker ran the notebook again")
+
+    monkeypatch.setattr(job_run, "plan_notebook", replanned)
+    for job in sorted(s.jobs(), key=lambda j: j.stage):
+        assert job_run.execute(specs[job.key])["status"] == "done"
+    assert contents(tmp_path / "direct") == contents(tmp_path / "local")  # as the notebook's own calls
+    spec = next(iter(specs.values()))
+    broken = {**spec, "direct": {**spec["direct"], "config": {**spec["direct"]["config"], "run": 7}}}
+    assert job_run.execute(broken)["status"] == "failed"  # a config that is not its key's is refused
+
+
+def test_a_dataset_made_in_the_notebook_is_planned_again_on_the_worker(local_store, tmp_path):
+    notebooks, _ = local_store  # the tiny notebook: its own profile and a dataset it makes itself
+    s = _plan(notebooks, tmp_path / "results", methods=["random"])
+    assert s.jobs() and not any(s.spec(j).get("direct") for j in s.jobs())

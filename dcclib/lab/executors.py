@@ -1,6 +1,6 @@
 """Where a sweep's jobs run: engines that exist already, no scheduler of our own.
 
-Every executor gets a picklable function (``dcclib.lab.sweep.execute``) and a list of job specs
+Every executor gets a picklable function (``dcclib.lab.job_run.execute``) and a list of job specs
 (plain dicts), runs ``fn(spec)`` for each, and returns the outcomes in order; a job that dies
 (a killed worker, a Slurm failure) becomes a "failed" outcome with the reason. The sweep calls an
 executor once per stage.

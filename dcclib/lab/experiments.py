@@ -15,7 +15,6 @@ every output, and its difference to the paper is left empty: it is not a reprodu
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 import warnings
@@ -40,8 +39,9 @@ from dcclib.fingerprint import ALGORITHM_VERSION
 from dcclib.lab import writers
 from dcclib.lab.cells import Cell, DataUse
 from dcclib.lab.paper_results import dataset_label  # noqa: F401  (re-exported)
+from dcclib.lab.parameters import list_parameter
 from dcclib.lab.portable import portable_path
-from dcclib.lab.profiles import Profile, get_profile
+from dcclib.lab.profiles import PROFILES, Profile, get_profile
 from dcclib.lab.store import ResultStore, config_key
 from dcclib.lab.views import (  # noqa: F401  re-exported: notebooks may import all helpers from here
     comparison_frame,
@@ -86,6 +86,7 @@ class Lab:
         allow_stale: bool | None = None,
     ) -> None:
         self.notebook = notebook
+        self.requested = {"device": device, "threads": threads}  # as given (``settings``)
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         threads = threads or (SMOKE_THREADS if self.profile.name == "smoke" else None)
         if threads:
@@ -102,6 +103,7 @@ class Lab:
         self.settings: str | None = None  # a notebook's own settings line (else the profile's)
         self._data: dict[str, ImageDataset | UserError] = {}
         self._uses: dict[str, DataUse] = {}
+        self._made_here: set[str] = set()  # datasets made by the notebook (``add_dataset``)
         self.planner = PLANNER.get()  # a sweep's planner, or None (compute)
         if self.planner is not None:
             self.planner.adopt(self)
@@ -134,8 +136,8 @@ class Lab:
         own = (reduced or {}).get(self.profile.name, {})
         out = {}
         for key, full in paper.items():
-            value = _as_list(key, given.get(key))
-            out[key] = value if value is not None else list(own.get(key, full))
+            value = given.get(key)
+            out[key] = list_parameter(key, value) if value is not None else list(own.get(key, full))
         return out
 
     def choose(self, value: Any, default: Any = None, **by_profile: Any) -> Any:
@@ -144,6 +146,16 @@ class Lab:
         if value is not None:
             return value
         return by_profile.get(self.profile.name, default)
+
+    def settings_for_worker(self, dataset: str) -> dict | None:
+        """What makes this Lab again in another process, to compute on `dataset` there (plain data;
+        the device and threads as asked for, so a worker resolves its own); None where that cannot
+        be: a profile that is not a named one, or a dataset made in the notebook (``add_dataset``)."""
+        if PROFILES.get(self.profile.name) != self.profile or dataset in self._made_here:
+            return None
+        root = None if self.data_root is None else str(self.data_root)
+        return {"notebook": self.notebook, "profile": self.profile.name, "data_root": root,
+                "stand_in": self.stand_in, "seed": self.seed, **self.requested}  # fmt: skip
 
     def reductions(self) -> str:
         """What this run changes from the paper's settings (printed next to every number): the
@@ -190,6 +202,7 @@ class Lab:
         """Register a dataset made in the notebook (e.g. a class subset) under its own name;
         `based_on` says what it was made from (for the labels)."""
         self._data[data.name] = data
+        self._made_here.add(data.name)
         detail = based_on or source_id(data.source)
         self._uses[data.name] = DataUse(data.name, data.name, True, detail)
         return self._uses[data.name]
@@ -338,17 +351,26 @@ class Lab:
             self.log.append(f"reused  evaluation {record['key']} ({method}, ipc {ipc}, {model})")
             return record, _stale(record)
         self.store.may_compute(config, f"the evaluation of {method} (ipc {ipc}, {model})")
-        data = self.data(use.name)
+        return self.compute(config, use.name), ""
+
+    def compute(self, config: dict, name: str) -> dict | None:
+        """Compute the result of `config` (a set, or an evaluation of one) on the dataset `name`
+        and store it: what a sweep's worker runs, from the job's config alone (no notebook).
+        An evaluation's record is returned."""
+        data = self.data(name)
+        if config["kind"] != "evaluate":
+            self._set(config, data, exact=True)
+            return None
+        set_cfg = config["set"]
         images, labels = self._set(set_cfg, data, exact=True)  # a new result never rests on a stale set
-        ev = self.eval_settings(set_cfg, model, run)
+        ev = EvalConfig(**{**config["eval"], "models": tuple(config["eval"]["models"])})
         tic = time.perf_counter()
-        (res,) = evaluate_set(images, labels, data, method, ev, progress=self.progress)
+        (res,) = evaluate_set(images, labels, data, set_cfg["method"], ev, progress=self.progress)
         seconds = time.perf_counter() - tic
         record = self.store.put(config, {**res.as_dict(), "seconds": seconds}, device=str(data.device))
-        self.log.append(
-            f"computed evaluation {record['key']} ({method}, ipc {ipc}, {model}) in {seconds:.1f} s"
-        )
-        return record, ""
+        what = f"{set_cfg['method']}, ipc {set_cfg['ipc']}, {ev.models[0]}"
+        self.log.append(f"computed evaluation {record['key']} ({what}) in {seconds:.1f} s")
+        return record
 
     def cell(
         self,
@@ -429,23 +451,6 @@ class Lab:
             **({"status": status} if status else {}),
             **({"settings": self.reductions()} if self.ran_sets else {}),
         }
-
-
-def _as_list(name: str, value: Any) -> list | None:
-    """A list parameter as given: a list, None, or its text (papermill's `-p ipcs "[10]"` passes
-    a string; JSON is read); anything else is refused in one line."""
-    if value is None or isinstance(value, (list, tuple)):
-        return None if value is None else list(value)
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, list):
-            return parsed
-    raise UserError(
-        f"parameter {name} wants a list, got {value!r}: pass it as YAML, e.g. papermill ... -y '{name}: [10]'"
-    )
 
 
 def _shown(path: str | Path | None) -> str:

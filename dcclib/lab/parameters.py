@@ -153,6 +153,15 @@ def _type_text(annotation: Any) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
+def list_parameter(name: str, value: Any) -> list:
+    """`value` read as a list, as the module's docstring says (JSON text, comma-separated words,
+    one value); a UserError in one line otherwise."""
+    try:
+        return _as_list(value)
+    except _Mismatch as exc:
+        raise UserError(f"parameter {name} wants a list{exc.detail}, got {value!r}") from None
+
+
 # ------------------------------------------------------------------------------ one value
 def _value(param: Parameter, value: Any, where: str) -> Any:
     if param.annotation == "any":

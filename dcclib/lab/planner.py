@@ -13,7 +13,7 @@ marked "no data" (their keys are provisional; they cannot run here).
 
 Nothing is computed and nothing is written; tables and figures are not saved.
 
-``Job.run`` is what the notebook would have called; ``dcclib.lab.sweep.execute`` calls it in a
+``Job.run`` is what the notebook would have called; ``dcclib.lab.job_run.execute`` calls it in a
 worker, with the planner off (``computing``), after planning the same notebook there.
 """
 
@@ -73,6 +73,7 @@ class Job:
     also: list[str] = field(default_factory=list)  # other notebooks that need it
     lab: Lab | None = field(default=None, repr=False, compare=False)
     run: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    dataset: str | None = None  # a set or an evaluation: what `Lab.compute` loads (None: an analysis)
 
 
 class _Planned(Exception):
@@ -161,7 +162,7 @@ class Planner:
         job = partial(lab._evaluation, use, method, ipc, model, run, overrides)
         flops = _safe(lambda: cost.evaluation_flops(config, self._shape(lab, use.name)))
         label = f"{_set_label(set_config)} -> {model} x{config['eval']['num_nets']}"
-        self._add(lab, config, label, use.available, record is not None, job, flops, deps)
+        self._add(lab, config, label, use.available, record is not None, job, flops, deps, use.name)
         return record or {"key": config_key(config), "result": {"accuracies": []}}
 
     def _set_stored(self, lab: Lab, config: dict, name: str, exact: bool = True) -> bool:
@@ -181,7 +182,7 @@ class Planner:
         if config["kind"] == "condense":
             flops = _safe(lambda: cost.condense_flops(config["config"], self._shape(lab, name)))
         job = partial(_compute_set, lab, config, name)
-        return self._add(lab, config, _set_label(config), available, done, job, flops)
+        return self._add(lab, config, _set_label(config), available, done, job, flops, dataset=name)
 
     def _add(
         self,
@@ -193,12 +194,13 @@ class Planner:
         run: Callable[[], Any],
         flops: float,
         deps: tuple[str, ...] = (),
+        dataset: str | None = None,
     ) -> str:
         key, kind, cfg = config_key(config), config["kind"], canonical(config)
         if key not in self.jobs:
             job = Job(key, kind, self.notebook, label, cfg, available, STAGE_OF.get(kind, 1), deps, flops)
             job.state = "done" if done else ("missing" if available else "no data")
-            job.lab, job.run = lab, run
+            job.lab, job.run, job.dataset = lab, run, dataset
             self.jobs[key] = job
         return key
 

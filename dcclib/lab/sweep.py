@@ -18,7 +18,8 @@ runs only what the store lacks, so a killed or partly failed sweep loses only th
 each failure is kept with its job and shown by ``--status``. Jobs run in stages, each on an
 executor of ``dcclib.lab.executors``: 0, sets and self-contained analyses; 1, what needs a set
 (evaluations, the first alignment point of each feature network, which trains and caches it);
-2, the other alignment points.
+2, the other alignment points. A worker runs a set or an evaluation from the job's config alone,
+without running its notebook again (``dcclib.lab.job_run``); an analysis plans its notebook again.
 ``--allow-stale`` counts results of an older algorithm version as done (tables say so).
 """
 
@@ -26,18 +27,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import socket
 import sys
 import tempfile
-import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dcclib.errors import UserError
-from dcclib.lab import cost, executors, reconcile, slurm_state
-from dcclib.lab.planner import Job, NotebookPlan, computing, environment, forget_plans, plan_notebook
+from dcclib.lab import cost, executors, reconcile
+from dcclib.lab.job_run import execute
+from dcclib.lab.planner import Job, NotebookPlan, forget_plans, plan_notebook
 from dcclib.lab.profiles import PROFILES
 from dcclib.lab.reports import (
     NOTEBOOK_GLOB,
@@ -47,7 +45,7 @@ from dcclib.lab.reports import (
     parse_param,
     select,
 )
-from dcclib.lab.store import TENSOR_LIMIT_ENV, ResultStore, default_results_dir
+from dcclib.lab.store import ResultStore, default_results_dir
 
 NOT_SWEPT = {
     "00_quickstart": "condenses one set inline, not through the store (minutes at any profile)",
@@ -85,6 +83,7 @@ class Sweep:
     def spec(self, job: Job) -> dict:
         """What a worker needs to run `job` (plain data: it travels to other processes and hosts)."""
         plan = next(p for p in self.plans if p.notebook == job.notebook)
+        lab = job.lab.settings_for_worker(job.dataset) if job.lab is not None and job.dataset else None
         return {
             "key": job.key,
             "label": job.label,
@@ -93,6 +92,8 @@ class Sweep:
             "results": str(self.results),
             "allow_stale": self.allow_stale,
             "max_tensor_mb": self.max_tensor_mb,
+            # a set or an evaluation runs from its config alone; an analysis plans its notebook again
+            **({"direct": {"config": job.config, "dataset": job.dataset, "lab": lab}} if lab else {}),
         }
 
 
@@ -152,49 +153,6 @@ def run(
             print(f"[sweep]   FAILED {out.get('label')}: {out['error']}", flush=True)
         outcomes += done
     return outcomes
-
-
-# ------------------------------------------------------------------------------------- a job
-def execute(spec: dict) -> dict:
-    """Run the job `spec['key']` of notebook `spec['notebook']` (see the module doc); the outcome."""
-    store, key = ResultStore(spec["results"]), spec["key"]
-    tic = time.perf_counter()
-    attempts = ((store.job_note(key) or {}).get("attempts") or 0) + 1
-    try:
-        notebook = Path(spec["notebook"]), spec["parameters"], Path(spec["results"])
-        plan = plan_notebook(*notebook, spec["allow_stale"], spec["max_tensor_mb"])
-        if plan.error:
-            raise UserError(f"planning {plan.notebook} failed: {plan.error}")
-        job = plan.jobs.get(key)
-        if job is None:
-            raise UserError(
-                "the notebook no longer asks for this job (code or parameters changed): plan again"
-            )
-        if job.lab.store.get(job.config) is not None:
-            return {"key": key, "status": "done", "skipped": True, "label": job.label}
-        if not job.available:
-            raise UserError("the data of this job are not on this machine")
-        here = {"host": socket.gethostname(), "pid": os.getpid(), "attempts": attempts,
-                "slurm_job": slurm_state.job_here()}  # fmt: skip
-        store.note_job(key, status="running", label=job.label, notebook=job.notebook, error=None, **here)
-        print(f"[job] {job.label} [{key}] on {here['host']} ...", flush=True)
-        limit = str(spec.get("max_tensor_mb", 0))
-        with environment(**{TENSOR_LIMIT_ENV: limit}), computing(job.lab):
-            job.run()
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        where = {
-            "host": socket.gethostname(),
-            "attempts": attempts,
-            "traceback": traceback.format_exc()[-4000:],
-        }
-        store.note_job(key, status="failed", label=spec.get("label"), error=error, **where)
-        print(f"[job] {spec.get('label')} [{key}]: FAILED: {error}", flush=True)
-        return {"key": key, "status": "failed", "error": error, "label": spec.get("label")}
-    seconds = time.perf_counter() - tic
-    store.note_job(key, status="done", seconds=seconds, error=None)
-    print(f"[job] {job.label} [{key}]: done in {seconds:.0f} s", flush=True)
-    return {"key": key, "status": "done", "seconds": seconds, "label": job.label}
 
 
 # ------------------------------------------------------------------------------------- reports
