@@ -37,6 +37,7 @@ lr: float = 0.01
 flag: bool = False
 schedule: "Optional[dict]" = None
 steps: "int | dict[str, int]" = {"smoke": 20}
+model: "Union[str, dict[str, str]]" = "convnet"
 """
 DECLARED = declared_in(CELL)
 
@@ -75,6 +76,8 @@ def test_declarations_are_read_with_their_annotations():
         ({"steps": {"cpu": 7}}, {"steps": {"cpu": 7}}),
         ({"device": "cuda:1", "profile": "cpu"}, {"device": "cuda:1", "profile": "cpu"}),
         ({"image_size": 64}, {"image_size": 64}),
+        ({"model": {"cpu": "lenet"}}, {"model": {"cpu": "lenet"}}),
+        ({"model": '{"cpu": "lenet"}'}, {"model": {"cpu": "lenet"}}),
     ],
 )
 def test_values_are_read_as_declared(given, expected):
@@ -100,6 +103,7 @@ def test_values_are_read_as_declared(given, expected):
         ({"profile": 3}, "profile wants str"),
         ({"device": "gpu"}, "device wants cpu, cuda, cuda:N, auto or None"),
         ({"schedule": "[1]"}, "schedule wants Optional[dict]"),
+        ({"model": 3}, "model wants Union[str, dict[str, str]]"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_it(given, words):

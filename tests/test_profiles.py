@@ -99,10 +99,12 @@ def test_plan_runs_what_the_user_gave_and_reduces_only_what_was_left_open():
     assert quick.plan(paper, reduced, datasets=None, ipcs=None) == paper
     with pytest.raises(UserError, match="ipc"):
         smoke.plan(paper, {"smoke": {"ipc": [1]}})
-    # papermill -p passes a list as its text: read as JSON; a non-list is refused in one line
+    # papermill -p passes a list as its text: read as JSON (or one value: -p ipcs 10 is [10]);
+    # anything else is refused in one line
     assert smoke.plan(paper, reduced, ipcs="[10, 50]")["ipcs"] == [10, 50]
+    assert smoke.plan(paper, reduced, ipcs=10)["ipcs"] == [10]
     with pytest.raises(UserError, match="wants a list"):
-        smoke.plan(paper, reduced, ipcs=10)
+        smoke.plan(paper, reduced, ipcs={"ipc": 10})
 
 
 def test_choose_prefers_the_users_value_then_the_profiles():

@@ -6,7 +6,8 @@ Each notebook declares its parameters in the cell tagged "parameters", one annot
     image_size: "Literal[8, 16, 32, 64]" = 32
 
 The annotation is the declaration (a small grammar: str, int, float, bool, dict, list[X],
-dict[str, X], Optional[X], X | Y, Literal[...]); ranges that follow from a parameter's meaning
+dict[str, X], Optional[X], Union[X, Y], X | Y, Literal[...]; papermill's --help-notebook reads
+every form but X | Y); ranges that follow from a parameter's meaning
 are here, by name (``MINIMUM``, ``choices``). The same `check` runs twice:
 
 - by the notebook itself, in the cell after its parameters (``check_notebook_parameters(globals())``),
@@ -201,6 +202,8 @@ def _conform(spec: ast.expr, value: Any, name: str) -> Any:
     if isinstance(spec, ast.Subscript):
         head = ast.unparse(spec.value)
         args = spec.slice.elts if isinstance(spec.slice, ast.Tuple) else [spec.slice]
+        if head == "Union":
+            return _first_fit(args, value, name)
         if head == "Optional":
             return None if value is None else _conform(args[0], value, name)
         if head == "Literal":
@@ -221,6 +224,9 @@ def _conform(spec: ast.expr, value: Any, name: str) -> Any:
 
 
 def _first_fit(options: list[ast.expr], value: Any, name: str) -> Any:
+    """The first option `value` fits; JSON text ('{...}', '[...]') tries the non-text options first."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        options = sorted(options, key=lambda o: ast.unparse(o) == "str")
     for option in options:
         try:
             return _conform(option, value, name)
