@@ -47,7 +47,7 @@ def head():
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay short
     address = f"127.0.0.1:{_free_port()}"
     command = [str(RAY), "start", "--head", "--num-cpus", "2", "--include-dashboard=false", "--block",
-               "--node-ip-address", "127.0.0.1", "--port", address.split(":")[1], "--temp-dir", temp,
+               "--port", address.split(":")[1], "--temp-dir", temp,
                "--disable-usage-stats"]  # fmt: skip
     log = open(Path(temp) / "head.log", "w")  # noqa: SIM115 - closed at teardown
     env = {**os.environ, "RAY_agent_register_timeout_ms": "120000"}  # a busy machine starts its agents late
@@ -100,7 +100,7 @@ def test_a_sweep_on_a_running_head_equals_a_local_run(head, tmp_path, capsys):
     capsys.readouterr()
     assert sweep.main(["--status", *argv(nb, results)]) == 0
     status = capsys.readouterr().out
-    assert "| 60_cluster | 2 | 2 | 0 |" in status and "FAILED" not in status and "running" not in status
+    assert "| 60_cluster | 2 | 2 | 0 |" in status and "FAILED" not in status and "\nrunning " not in status
     assert sweep.main([*argv(nb, results), "--executor", "ray"]) == 0
     assert "0 done, 0 failed" in capsys.readouterr().out  # a rerun runs nothing
 

@@ -104,7 +104,7 @@ def test_a_sweep_runs_as_job_arrays_and_equals_a_local_run(cluster, tmp_path, ca
     assert sweep.main(["--status", *argv(nb, results)]) == 0
     status = capsys.readouterr().out
     # (done evaluations no longer need their sets: the plan asks for the 2 evaluations only)
-    assert "| 60_cluster | 2 | 2 | 0 |" in status and "FAILED" not in status and "running" not in status
+    assert "| 60_cluster | 2 | 2 | 0 |" in status and "FAILED" not in status and "\nrunning " not in status
     assert sweep.main([*argv(nb, results), "--executor", "slurm", "--time", "10"]) == 0
     again = capsys.readouterr().out
     assert "submitted" not in again and "0 done, 0 failed" in again  # a rerun submits nothing
