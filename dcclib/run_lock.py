@@ -183,7 +183,7 @@ def _stale(owner: dict) -> bool:
 
 
 def _slurm_job() -> str | None:
-    from dcclib.lab.slurm_state import job_here
+    from dcclib.slurm_queue import job_here
 
     return job_here()
 
@@ -192,9 +192,9 @@ def _slurm_job_gone(job: object) -> bool:
     """The lock's Slurm job is this one (a former run of it) or no longer queued (see the doc)."""
     if not isinstance(job, str) or not job:
         return False
-    from dcclib.lab import slurm_state
+    from dcclib import slurm_queue
 
-    return job == slurm_state.job_here() or slurm_state.job_gone(job, slurm_state.queue()) is True
+    return job == slurm_queue.job_here() or slurm_queue.job_gone(job, slurm_queue.queue()) is True
 
 
 def _release(lock: Path, mine: str) -> None:

@@ -11,38 +11,21 @@ then keep what they knew.
 
 from __future__ import annotations
 
-import getpass
-import os
 import re
-import shutil
-import subprocess
 import time
 from typing import Any
 
 from dcclib.errors import UserError
+from dcclib.slurm_queue import LIVE, job_gone, job_here, queue, slurm_command  # noqa: F401  (re-exported)
 
-# squeue's states of a job that still runs or will run again (a requeued job is PENDING)
-LIVE = set(
-    "PENDING CONFIGURING RUNNING COMPLETING REQUEUED REQUEUE_FED REQUEUE_HOLD RESIZING SUSPENDED "
-    "STOPPED SIGNALING STAGE_OUT RESV_DEL_HOLD PREEMPTED".split()
-)
 WAITING = {"PENDING", "RUNNING", "REQUEUED", "COMPLETING", "PREEMPTED"}  # submitit: not done yet
 GONE = "GONE"  # our state of a job the queue no longer lists (finished, cancelled, purged)
-
-
-def _run(command: list[str], timeout: float = 30) -> subprocess.CompletedProcess | None:
-    if shutil.which(command[0]) is None:
-        return None
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def partition_gpus(partition: str | None) -> int | None:
     """The most GPUs one node of `partition` (None: the default partition) has; None when sinfo
     cannot say (no Slurm here), a UserError when the partition does not exist."""
-    out = _run(["sinfo", "-h", "-o", "%P|%G"])
+    out = slurm_command(["sinfo", "-h", "-o", "%P|%G"])
     if out is None or out.returncode != 0:
         return None
     rows = [line.split("|", 1) for line in out.stdout.splitlines() if "|" in line]
@@ -71,35 +54,13 @@ def gpus_in(gres: str) -> int:
 
 def sacct_problem() -> str | None:
     """None when ``sacct`` answers here; else what it said (e.g. accounting storage is disabled)."""
-    out = _run(["sacct", "-n", "-X", "-o", "JobID", "-S", "now"])
+    out = slurm_command(["sacct", "-n", "-X", "-o", "JobID", "-S", "now"])
     if out is None:
         return "sacct is not installed"
     if out.returncode == 0:
         return None
     said = (out.stderr or out.stdout).strip().splitlines()
     return said[-1] if said else f"exit status {out.returncode}"
-
-
-def queue() -> dict[str, str] | None:
-    """{job id: state} of this user's jobs in the queue ('123' or, per array task, '123_4');
-    None when squeue cannot say."""
-    out = _run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"])
-    if out is None or out.returncode != 0:
-        return None
-    states = {}
-    for line in out.stdout.splitlines():
-        job, _, state = line.strip().partition("|")
-        if job:
-            states[job] = state.strip().upper()
-    return states
-
-
-def job_gone(job: str, states: dict[str, str] | None) -> bool | None:
-    """Whether Slurm job `job` ('123' or '123_4') no longer runs nor will (None: cannot say)."""
-    if states is None:
-        return None
-    state = states.get(job)
-    return state is None or state not in LIVE
 
 
 def queue_watcher(delay_s: float = 30) -> Any:
@@ -126,11 +87,3 @@ def queue_watcher(delay_s: float = 30) -> Any:
             self._last_status_check = time.time()
 
     return QueueWatcher(delay_s=delay_s)
-
-
-def job_here() -> str | None:
-    """The Slurm job this process runs in ('123', or '123_4' for an array task), else None."""
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return env.get("SLURM_JOB_ID") or None
