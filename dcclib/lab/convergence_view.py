@@ -196,8 +196,10 @@ def plot_study(frame: pd.DataFrame, paths: pd.DataFrame, title: str) -> Figure:
         )
         grad.set(xlabel="network", ylabel="mean |d loss / d images| per update", yscale="log")
         moved.set(xlabel="network", ylabel="L2 distance from the initial set")
-        for ax in (acc, grad, moved):
-            ax.legend(fontsize=8)
+        # fixed places (loc="best" warns when it is slow, which depends on the machine's speed);
+        # the accuracy panel has the same colours as the two below it
+        for ax, loc in ((grad, "upper right"), (moved, "upper left")):
+            ax.legend(fontsize=8, loc=loc)
     fig.suptitle("\n".join(textwrap.wrap(title, 60 * len(datasets))), fontsize=9)
     fig.tight_layout()
     return fig
