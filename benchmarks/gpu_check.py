@@ -11,12 +11,11 @@ name).
   python benchmarks/gpu_check.py --help
 """
 
-import sys
 import time
 
 T0 = time.monotonic()  # the budget counts from here
 
-from gpu_check.driver import main  # noqa: E402
+from gpu_check.driver import exit_now, main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(started=T0))
+    exit_now(main(started=T0))

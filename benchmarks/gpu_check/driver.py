@@ -43,6 +43,15 @@ def finish(ctx: Ctx, md: Path | None, statuses: list[dict]) -> None:
             print(f"[gpu-check] could not update {md}: {one_line(exc)}", flush=True)
 
 
+def exit_now(code: int) -> None:
+    """End the script with `code` once every result is written (each JSON line is synced as it
+    is written), without the interpreter's teardown: threads that PyTorch's pools leave running
+    can abort the process there ("terminate called without an active exception", exit -6)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def start_watchdog(ctx: Ctx, md: Path | None) -> threading.Timer:
     """At the hard limit: record it, update the report, and end the process (exit code 3)."""
 
