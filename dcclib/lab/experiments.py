@@ -11,6 +11,10 @@ Which data a cell uses (``stand_in``): "auto" uses the profile's offline dataset
 in place of every paper dataset at profile smoke, and the paper's dataset otherwise; a dataset
 name forces that stand-in everywhere; None never substitutes. A stand-in is labelled as one in
 every output, and its difference to the paper is left empty: it is not a reproduction.
+
+One module for one concept, the Lab, at about 460 lines: everything a notebook asks of it (settings,
+data, store keys, computing a set or an evaluation, saving tables and figures) shares its state,
+and the pieces that stand alone already live elsewhere (cells, views, writers, store, planner).
 """
 
 from __future__ import annotations
