@@ -50,7 +50,9 @@ def head():
                "--port", address.split(":")[1], "--temp-dir", temp,
                "--disable-usage-stats"]  # fmt: skip
     log = open(Path(temp) / "head.log", "w")  # noqa: SIM115 - closed at teardown
-    env = {**os.environ, "RAY_agent_register_timeout_ms": "120000"}  # a busy machine starts its agents late
+    # a busy machine starts its agents late; HOME of its own: a ~/.ray/auth_token left by an earlier
+    # Ray makes a head demand a token that clients without RAY_AUTH_MODE do not send
+    env = {**os.environ, "RAY_agent_register_timeout_ms": "120000", "HOME": temp}
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     status = [str(RAY), "status", "--address", address]
     try:
