@@ -55,8 +55,20 @@ def test_conventions(path):
     assert any(c.get("outputs") for c in cells), "the committed notebook holds its smoke outputs"
 
 
-def _run_nbval(paths: list[Path], tmp: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DCC_RESULTS_DIR": str(tmp / "results"), "DCC_REPORTS_DIR": str(tmp / "out")}
+def _run_nbval(
+    paths: list[Path],
+    tmp: Path,
+    env: dict | None = None,
+    sanitize: Path | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess:
+    """nbval on `paths` in a pytest of its own (results and reports under `tmp`, unless `env` says)."""
+    env = {
+        **os.environ,
+        "DCC_RESULTS_DIR": str(tmp / "results"),
+        "DCC_REPORTS_DIR": str(tmp / "out"),
+        **(env or {}),
+    }
     (tmp / "pytest.ini").write_text("[pytest]\n")  # not the project's settings, nor any found above tmp
     return subprocess.run(
         [
@@ -68,13 +80,14 @@ def _run_nbval(paths: list[Path], tmp: Path) -> subprocess.CompletedProcess:
             "no:cacheprovider",
             "--nbval",
             "--nbval-current-env",
+            *(["--nbval-sanitize-with", str(sanitize)] if sanitize else []),
             "-c",
             str(tmp / "pytest.ini"),
             "--rootdir",
             str(tmp),
             *map(str, paths),
         ],
-        cwd=tmp,
+        cwd=cwd or tmp,
         env=env,
         capture_output=True,
         text=True,

@@ -17,12 +17,11 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_notebooks import _run_nbval
 
 from dcclib.lab.experiments import Lab
 from dcclib.lab.paper_results import DATASET_LABELS, MODEL_LABELS, WARMUP_LABELS
@@ -118,41 +117,16 @@ def test_a_shipped_report_rerenders_from_the_store_identically(nb, tmp_path):
     work = tmp_path / "nb"
     work.mkdir()
     shutil.copy(nb, work / nb.name)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
     # the shipped reports name data files relative to the checkout ("data/x.npz", the runner's
     # portable paths); a kernel run here names them absolutely: both stand for the same path
     sanitize = tmp_path / "sanitize.cfg"
     sanitize.write_text((ROOT / "nbval_sanitize.cfg").read_text() + RELATIVE_DATA_PATHS)
     env = {
-        **os.environ,
         "DCC_RESULTS_DIR": str(tmp_path / "results"),
-        "DCC_REPORTS_DIR": str(tmp_path / "out"),
         "DCC_RENDER_ONLY": "1",
         "DCC_DATA_ROOT": str(data or tmp_path / "no-data"),
         "PYTHONPATH": str(ROOT),
     }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--nbval",
-            "--nbval-current-env",
-            "--nbval-sanitize-with",
-            str(sanitize),
-            "-c",
-            str(tmp_path / "pytest.ini"),
-            "--rootdir",
-            str(tmp_path),
-            str(work / nb.name),
-        ],
-        cwd=ROOT / "notebooks",  # where the runner executes them (relative paths resolve alike)
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    # run where the runner executes the notebooks (relative paths resolve alike)
+    result = _run_nbval([work / nb.name], tmp_path, env, sanitize, cwd=ROOT / "notebooks")
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
